@@ -1,0 +1,109 @@
+"""Shared fixtures: synthetic face/cartoon pairs and tiny training runs (offline, CPU, seconds)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+# Tests never touch the network: weights policies that would download fall back at once.
+os.environ.setdefault("TOONCLIP_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data" / "comics-heroes"
+
+
+def synthetic_face(rng: np.random.Generator, size: int) -> np.ndarray:
+    """(size, size, 3) uint8: a smooth background with a skin-toned ellipse 'face' and 'eyes'."""
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    bg = rng.uniform(40, 200, 3)
+    img = bg + 40 * np.stack([np.sin(3 * xx + c) * np.cos(2 * yy) for c in range(3)], -1)
+    cy, cx = rng.uniform(0.45, 0.55, 2)
+    ry, rx = rng.uniform(0.28, 0.36), rng.uniform(0.2, 0.26)
+    inside = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 < 1
+    img[inside] = rng.uniform([170, 120, 90], [240, 180, 150])
+    for ex in (cx - rx / 2.5, cx + rx / 2.5):
+        img[((yy - cy + ry / 4) ** 2 + (xx - ex) ** 2) < (0.03**2)] = (30, 30, 30)
+    return np.clip(img + rng.normal(0, 4, img.shape), 0, 255).astype(np.uint8)
+
+
+def cartoonize(face: np.ndarray) -> np.ndarray:
+    """A deterministic 'cartoon' of a synthetic face: posterised colours."""
+    return ((face // 64) * 64 + 32).astype(np.uint8)
+
+
+def make_pairs(root: Path, n: int = 12, size: int = 64, seed: int = 0) -> Path:
+    """Write n pairs as root/ffhq/*.jpg and root/comics_heroes/*.png (same stems)."""
+    rng = np.random.default_rng(seed)
+    (root / "ffhq").mkdir(parents=True, exist_ok=True)
+    (root / "comics_heroes").mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        face = synthetic_face(rng, size)
+        Image.fromarray(face).save(root / "ffhq" / f"face_{i:03d}.jpg", quality=95)
+        Image.fromarray(cartoonize(face)).save(root / "comics_heroes" / f"face_{i:03d}.png")
+    return root
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory) -> Path:
+    """A data root with 12 synthetic 64 px pairs (read-only by convention: copy before changing)."""
+    return make_pairs(tmp_path_factory.mktemp("pairs") / "data", n=12, size=64)
+
+
+@pytest.fixture
+def tiny_overrides():
+    """Overrides for a seconds-long CPU run at 32 px; call with (data_root, run_dir)."""
+
+    def build(root: Path, run_dir: Path, steps: int = 2) -> list[str]:
+        return [
+            f"data.root={root}", "data.size=32", "data.batch_size=2", f"run_dir={run_dir}",
+            "model.weights=none", "loss.vgg_weights=none", f"trainer.max_steps={steps}",
+            "trainer.val_every_n_steps=1", "trainer.checkpoint_every_n_steps=1",
+            "trainer.num_sanity_val_steps=0", "grid.n_samples=2", "grid.tile=32",
+            "loss.layer_weights={relu1_2: 1.0, relu2_2: 1.0}",
+            "loss.style_layer_weights={relu1_2: 1.0, relu2_2: 1.0}",
+        ]
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, synthetic_root) -> Path:
+    """A finished 2-step run folder (trained in-process once per test session)."""
+    from toonclip.training.run import prepare, train
+
+    run_dir = tmp_path_factory.mktemp("runs") / "unetplusplus__mobilenetv3_large_100"
+    overrides = [
+        f"data.root={synthetic_root}", "data.size=32", "data.batch_size=2", f"run_dir={run_dir}",
+        "model.weights=none", "loss.vgg_weights=none", "trainer.max_steps=2",
+        "trainer.val_every_n_steps=1", "trainer.checkpoint_every_n_steps=1",
+        "trainer.num_sanity_val_steps=0", "grid.n_samples=2", "grid.tile=32",
+    ]
+    cfg, run_dir, ckpt = prepare(overrides)
+    return train(cfg, run_dir, ckpt_path=ckpt, overrides=overrides)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tiny_run) -> Path:
+    return tiny_run / "checkpoints" / "best.ckpt"
+
+
+def run_cli(*args: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m toonclip.cli ARGS` in a subprocess; returns the completed process."""
+    full_env = {**os.environ, "TOONCLIP_OFFLINE": "1", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "toonclip.cli", *args], capture_output=True,
+                          text=True, timeout=timeout, env=full_env, cwd=REPO)
+
+
+def error_line(proc: subprocess.CompletedProcess) -> str:
+    """The one `error: ...` line a failing command printed (asserts there is exactly one)."""
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    return lines[0]

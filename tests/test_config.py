@@ -1,0 +1,63 @@
+"""Every config composes; bad overrides give one clear line."""
+
+from __future__ import annotations
+
+import lightning as L
+import pytest
+from hydra.utils import instantiate
+
+from toonclip.config import compose, group_options
+from toonclip.errors import ConfigError
+from toonclip.training.run import trainer_kwargs
+
+
+@pytest.mark.parametrize("experiment", [None, *group_options("experiment")])
+def test_every_experiment_composes_into_a_trainer(experiment, tmp_path):
+    cfg = compose([f"experiment={experiment}"] if experiment else [])
+    assert cfg.data.size % 32 == 0
+    kwargs = trainer_kwargs(cfg)
+    kwargs.update(accelerator="cpu", precision="32-true", logger=False, enable_checkpointing=False,
+                  default_root_dir=tmp_path)
+    L.Trainer(**kwargs)  # Lightning accepts every key
+
+
+@pytest.mark.parametrize("group", ["data", "model", "loss", "optim", "trainer"])
+def test_every_group_option_composes(group):
+    for option in group_options(group):
+        cfg = compose([f"{group}={option}"])
+        assert cfg[group]
+
+
+def test_loss_config_instantiates_the_loss():
+    cfg = compose(["loss.vgg_weights=none"])
+    loss = instantiate(cfg.loss)
+    assert set(loss.layer_weights) == {"relu1_2", "relu2_2", "relu3_3", "relu4_3"}
+    assert loss.style_weight == cfg.loss.style_weight
+
+
+def test_required_overrides_from_the_issue_apply():
+    cfg = compose(["data.root=/x", "data.size=64", "data.batch_size=3", "model.arch=unet",
+                   "model.encoder=resnet18", "trainer.max_steps=7", "trainer.max_epochs=2",
+                   "run_dir=/tmp/r"])
+    assert (cfg.data.root, cfg.data.size, cfg.data.batch_size) == ("/x", 64, 3)
+    assert (cfg.model.arch, cfg.model.encoder) == ("unet", "resnet18")
+    assert (cfg.trainer.max_steps, cfg.trainer.max_epochs, cfg.run_dir) == (7, 2, "/tmp/r")
+
+
+def test_data_root_follows_environment_variable(monkeypatch):
+    monkeypatch.setenv("TOONCLIP_DATA", "/somewhere/else")
+    assert compose([]).data.root == "/somewhere/else"
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("data.sizee=64", "did you mean data.size?"),
+        ("trainer.max_step=3", "did you mean trainer.max_steps?"),
+        ("experiment=cpu_quik", "did you mean experiment=cpu_quick?"),
+    ],
+)
+def test_bad_override_is_one_line_with_a_hint(override, expected):
+    with pytest.raises(ConfigError) as err:
+        compose([override])
+    assert expected in str(err.value) and "\n" not in str(err.value)

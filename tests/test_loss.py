@@ -1,0 +1,77 @@
+"""Perceptual + style loss: parts, weights, gradients."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from toonclip.errors import ConfigError
+from toonclip.losses.perceptual import PerceptualStyleLoss, gram
+
+LAYERS = {"relu1_2": 1.0, "relu2_2": 1.0}
+
+
+def make(**kw):
+    args = dict(layer_weights=LAYERS, perceptual_weight=1.0, style_weight=10.0, pixel_weight=1.0,
+                vgg_weights="none")
+    args.update(kw)
+    torch.manual_seed(0)
+    return PerceptualStyleLoss(**args)
+
+
+def test_total_is_sum_of_named_parts():
+    loss = make()
+    pred, target = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    total, parts = loss(pred, target)
+    assert set(parts) == {"perceptual", "style", "pixel"}
+    assert torch.allclose(total, sum(parts.values()), rtol=1e-5)
+    assert all(v > 0 for v in parts.values())
+
+
+def test_identical_images_give_zero_loss():
+    x = torch.rand(1, 3, 32, 32)
+    total, _ = make()(x, x.clone())
+    assert total.item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_gradient_reaches_prediction_only():
+    loss = make()
+    pred = torch.rand(1, 3, 32, 32, requires_grad=True)
+    target = torch.rand(1, 3, 32, 32, requires_grad=True)
+    total, _ = loss(pred, target)
+    total.backward()
+    assert pred.grad is not None and pred.grad.abs().sum() > 0
+    assert target.grad is None
+    assert not any(p.requires_grad for p in loss.vgg.parameters())
+
+
+def test_layer_weights_and_global_weights_scale_parts():
+    pred, target = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)
+    base = {k: v.item() for k, v in make()(pred, target)[1].items()}
+    doubled = {k: v.item() for k, v in make(style_weight=20.0, perceptual_weight=2.0)(pred, target)[1].items()}
+    assert doubled["style"] == pytest.approx(2 * base["style"], rel=1e-4)
+    assert doubled["perceptual"] == pytest.approx(2 * base["perceptual"], rel=1e-4)
+    _, only_first = make(layer_weights={"relu1_2": 1.0, "relu2_2": 0.0})(pred, target)
+    assert only_first["perceptual"].item() < base["perceptual"]
+
+
+def test_zero_weight_terms_are_absent():
+    _, parts = make(style_weight=0.0, pixel_weight=0.0)(torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32))
+    assert set(parts) == {"perceptual"}
+
+
+def test_gram_matrix_values():
+    f = torch.tensor([[[[1.0, 2.0]], [[3.0, 4.0]]]])  # (1, 2, 1, 2)
+    expected = torch.tensor([[[5.0, 11.0], [11.0, 25.0]]]) / 4
+    assert torch.allclose(gram(f), expected)
+
+
+def test_unknown_layer_is_a_config_error():
+    with pytest.raises(ConfigError, match="relu9_9.*valid: relu1_1"):
+        make(layer_weights={"relu9_9": 1.0})
+
+
+def test_vgg_stays_in_eval_mode():
+    loss = make()
+    loss.train()
+    assert not loss.vgg.training

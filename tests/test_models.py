@@ -1,0 +1,85 @@
+"""The generator factory: names, parameter count, weights policy."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from toonclip.errors import ConfigError, WeightsError
+from toonclip.models import build_generator, count_parameters, resolve_arch, resolve_encoder
+
+
+def test_default_is_the_flash_network_with_pinned_parameter_count():
+    gen = build_generator("unetplusplus", "mobilenetv3_large_100", weights="none")
+    assert count_parameters(gen) == 6_917_635
+    assert type(gen.net).__name__ == "UnetPlusPlus"
+    x = torch.rand(2, 3, 64, 64)
+    assert gen(x).shape == (2, 3, 64, 64)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("mobilenetv3_large_100", "tu-mobilenetv3_large_100"),  # Flash / timm name
+        ("tu-mobilenetv3_large_100", "tu-mobilenetv3_large_100"),  # smp's explicit prefix
+        ("efficientnet-b0", "efficientnet-b0"),  # smp native
+        ("resnet18", "resnet18"),  # both: smp's own wins
+        ("efficientnet_b0", "tu-efficientnet_b0"),  # timm spelling
+    ],
+)
+def test_encoder_names_resolve(name, expected):
+    assert resolve_encoder(name) == expected
+
+
+@pytest.mark.parametrize("name", ["unetplusplus", "unet", "fpn", "linknet", "manet", "pan",
+                                  "pspnet", "deeplabv3", "deeplabv3plus", "UNet++"])
+def test_flash_head_names_are_accepted(name):
+    assert resolve_arch(name)
+
+
+def test_unknown_encoder_lists_valid_names_and_nearest():
+    with pytest.raises(ConfigError) as err:
+        resolve_encoder("mobilenetv3_large_10O")
+    msg = str(err.value)
+    assert "model.encoder" in msg and "nearest: mobilenetv3_large_100" in msg
+    assert "resnet18" in msg and "\n" not in msg
+
+
+def test_unknown_arch_lists_valid_names():
+    with pytest.raises(ConfigError, match=r"nearest: .*unetplusplus.*Valid: unetplusplus, unet, fpn"):
+        resolve_arch("unetpp")
+
+
+@pytest.mark.parametrize("arch", ["unet", "fpn", "linknet", "deeplabv3plus"])
+def test_other_architectures_build_with_three_channel_head(arch):
+    gen = build_generator(arch, "resnet18", weights="none").eval()  # eval: ASPP pools to 1x1
+    assert gen(torch.rand(1, 3, 64, 64)).shape == (1, 3, 64, 64)
+
+
+def test_auto_offline_falls_back_to_random_and_records_it(monkeypatch, caplog):
+    monkeypatch.setenv("TOONCLIP_OFFLINE", "1")
+    gen = build_generator(weights="auto")
+    assert gen.weights_record.loaded == "random"
+    assert "unreachable" in gen.weights_record.note
+    assert "RANDOM init" in caplog.text
+
+
+def test_imagenet_offline_fails_clearly(monkeypatch):
+    monkeypatch.setenv("TOONCLIP_OFFLINE", "1")
+    with pytest.raises(WeightsError, match="model.weights=imagenet.*model.weights=auto"):
+        build_generator(weights="imagenet")
+
+
+def test_weights_from_local_file(tmp_path):
+    donor = build_generator(weights="none")
+    path = tmp_path / "encoder.pth"
+    torch.save(donor.net.encoder.model.state_dict(), path)  # a plain timm state dict
+    gen = build_generator(weights=str(path))
+    assert gen.weights_record.loaded == f"file:{path}"
+    for (name, a), b in zip(donor.net.encoder.state_dict().items(), gen.net.encoder.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_missing_weights_path_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="model.weights=.*not a file"):
+        build_generator(weights=str(tmp_path / "nope.pth"))

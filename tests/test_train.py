@@ -1,0 +1,143 @@
+"""End-to-end training on synthetic pairs: run folder, summary, grids, predict, resume, errors."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import REPO, error_line, make_pairs, run_cli
+from toonclip.inference import Stylizer, load_checkpoint
+
+
+def test_run_folder_has_everything(tiny_run):
+    assert tiny_run.name == "unetplusplus__mobilenetv3_large_100"
+    for name in ("config.yaml", "overrides.yaml", "metrics.csv", "val_files.txt", "summary.json",
+                 "checkpoints/best.ckpt", "checkpoints/last.ckpt", "grids/latest.png"):
+        assert (tiny_run / name).is_file(), name
+    assert list((tiny_run / "tb").glob("events.out.tfevents.*"))
+    assert len(list((tiny_run / "grids").glob("step_*.png"))) == 2  # validated after each step
+    summary = json.loads((tiny_run / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["global_step"] == 2
+    assert summary["params"] == 6_917_635 and summary["gflops"] > 0
+    assert 0 < summary["best"]["val/psnr"] < 60 and -1 <= summary["best"]["val/ssim"] <= 1
+    assert summary["weights"]["encoder"]["loaded"] == "random"
+    assert summary["versions"]["torch"] == torch.__version__.split("+")[0]
+    assert summary["train_img_per_s"] is None or summary["train_img_per_s"] > 0
+    header = (tiny_run / "metrics.csv").read_text().splitlines()[0]
+    for column in ("val/psnr", "val/ssim", "val/perceptual", "val/style", "val/pixel"):
+        assert column in header
+
+
+def test_grid_rows_are_face_prediction_target(tiny_run):
+    grid = np.asarray(Image.open(tiny_run / "grids" / "latest.png"))
+    # 2 samples x 3 columns of 32 px tiles, plus a header and padding.
+    assert grid.shape[1] == 3 * 32 + 4 * 2 and grid.shape[0] > 2 * 32
+
+
+def test_checkpoint_round_trips_through_inference(tiny_run, tiny_checkpoint):
+    generator, cfg = load_checkpoint(tiny_checkpoint)
+    assert (cfg.model.arch, cfg.data.size) == ("unetplusplus", 32)
+    face = np.random.default_rng(0).integers(0, 255, (50, 70, 3), dtype=np.uint8)
+    for mode in ("resize", "native"):
+        out = Stylizer(generator, cfg.data.size, mode=mode)(face)
+        assert out.shape == face.shape and out.dtype == np.uint8
+
+
+def test_predict_cli_on_file_and_folder(tiny_run, synthetic_root, tmp_path):
+    proc = run_cli("predict", f"ckpt={tiny_run}", f"input={synthetic_root / 'ffhq'}", f"output={tmp_path / 'o'}")
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    assert len(list((tmp_path / "o").glob("*.png"))) == 12
+    one = synthetic_root / "ffhq" / "face_000.jpg"
+    proc = run_cli("predict", f"ckpt={tiny_run / 'checkpoints' / 'best.ckpt'}", f"input={one}",
+                   f"output={tmp_path / 'p'}", "mode=native")
+    assert proc.returncode == 0 and (tmp_path / "p" / "face_000.png").is_file()
+    assert Image.open(tmp_path / "p" / "face_000.png").size == Image.open(one).size
+
+
+def test_bad_image_stops_before_training_with_one_line(tmp_path, tiny_overrides):
+    root = make_pairs(tmp_path / "d", n=4, size=32)
+    (root / "comics_heroes" / "face_002.png").write_bytes(b"\x89PNG broken")
+    proc = run_cli("train", *tiny_overrides(root, tmp_path / "run"))
+    assert proc.returncode != 0
+    line = error_line(proc)
+    assert "face_002.png" in line and "data.skip_bad=true" in line
+    assert not (tmp_path / "run" / "checkpoints").exists()
+    proc = run_cli("train", *tiny_overrides(root, tmp_path / "run2"), "data.skip_bad=true")
+    assert proc.returncode == 0, proc.stderr[-1500:]
+
+
+@pytest.mark.parametrize(
+    ("override", "needle"),
+    [("model.encoder=mobilenetv3_large_10O", "nearest: mobilenetv3_large_100"),
+     ("model.arch=unetpp", "model.arch")],
+)
+def test_bad_names_fail_fast_without_a_run_folder(tmp_path, synthetic_root, tiny_overrides, override, needle):
+    proc = run_cli("train", *tiny_overrides(synthetic_root, tmp_path / "run"), override)
+    assert proc.returncode == 2 and needle in error_line(proc)
+    assert not (tmp_path / "run").exists()
+
+
+def test_existing_run_is_never_overwritten(tiny_run, synthetic_root, tiny_overrides):
+    proc = run_cli("train", *tiny_overrides(synthetic_root, tiny_run))
+    assert proc.returncode == 2 and "resume=true" in error_line(proc)
+
+
+def test_killed_run_resumes_from_last_checkpoint(tmp_path, synthetic_root, tiny_overrides):
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "toonclip.cli", "train", *tiny_overrides(synthetic_root, run_dir, steps=500),
+           "trainer.val_every_n_steps=100", "trainer.log_every_n_steps=1"]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**__import__("os").environ, "TOONCLIP_OFFLINE": "1"})
+    last = run_dir / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 240
+    step_at_kill = 0
+    while time.time() < deadline and proc.poll() is None:
+        if last.is_file():
+            try:
+                step_at_kill = torch.load(last, map_location="cpu", weights_only=False)["global_step"]
+            except Exception:  # noqa: BLE001 - caught mid-write; try again
+                step_at_kill = 0
+            if step_at_kill >= 3 and (run_dir / "metrics.csv").is_file():
+                break
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert step_at_kill >= 3, "training never wrote a checkpoint"
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "running"  # died hard
+
+    steps_before = _logged_steps(run_dir)
+    assert steps_before, "metrics.csv had rows before the kill"
+    target = step_at_kill + 2
+    done = run_cli("train", f"run_dir={run_dir}", "resume=true", f"trainer.max_steps={target}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Restoring states from the checkpoint" in done.stderr + done.stdout
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["global_step"] == target
+    assert torch.load(last, map_location="cpu", weights_only=False)["global_step"] == target
+    # The history before the crash is kept, and the resumed steps follow it.
+    steps_after = _logged_steps(run_dir)
+    assert set(steps_before) <= set(steps_after) and max(steps_after) > max(steps_before)
+
+
+def _logged_steps(run_dir) -> list[int]:
+    import csv
+
+    with open(run_dir / "metrics.csv", newline="") as f:
+        return [int(float(r["step"])) for r in csv.DictReader(f) if r.get("step")]
+
+
+def test_nan_loss_fails_with_one_line(tmp_path, synthetic_root, tiny_overrides):
+    proc = run_cli("train", *tiny_overrides(synthetic_root, tmp_path / "run"), "optim.optimizer.lr=1e30",
+                   "loss.pixel_weight=1e30", "trainer.gradient_clip_val=null")
+    assert proc.returncode == 2
+    assert "loss became" in error_line(proc)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "failed" and "loss became" in summary["error"]

@@ -1,0 +1,98 @@
+"""The `toonclip` console command: one subcommand per task, options as Hydra-style `key=value`.
+
+Subcommands are imported lazily so `toonclip --help` is instant and an optional extra that is not
+installed only breaks the command that needs it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+from toonclip.errors import ToonclipError
+
+# name -> ("module:function", one-line help). Each function takes the remaining argv list.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("toonclip.training.run:cli", "train a model: toonclip train [experiment=NAME] [key=value ...]"),
+    "predict": ("toonclip.predict:cli", "cartoonise images: toonclip predict ckpt=FILE input=FILE|DIR output=DIR"),
+    "data": ("toonclip.data.fetch:cli", "data tools: toonclip data fetch [dest=DIR]"),
+    "bench-train": ("toonclip.training.bench:cli", "training img/s vs a plain PyTorch loop"),
+    "sweep": ("toonclip.sweep.cli:cli", "run a sweep: toonclip sweep FILE [out=DIR] [launcher=NAME]"),
+    "compare": ("toonclip.compare.cli:cli", "compare runs: toonclip compare SWEEP_DIR|RUN_DIR... [out=DIR]"),
+    "export": ("toonclip.export.cli:cli", "export: toonclip export ckpt=FILE format=onnx|coreml|tflite"),
+    "bench": ("toonclip.export.bench:cli", "inference size/latency table: toonclip bench MODEL..."),
+    "stylize": ("toonclip.stylize.cli:cli", "stylise images, folders or videos: toonclip stylize MODEL input=..."),
+    "demo": ("toonclip.demo.app:cli", "Gradio demo: toonclip demo MODEL..."),
+}
+
+
+def split_args(argv: list[str]) -> tuple[list[str], dict[str, str]]:
+    """Split argv into positionals and `key=value` options (values kept as strings)."""
+    positionals, options = [], {}
+    for arg in argv:
+        if "=" in arg and not arg.startswith("="):
+            key, value = arg.split("=", 1)
+            options[key.lstrip("+~")] = value
+        else:
+            positionals.append(arg)
+    return positionals, options
+
+
+def _usage() -> str:
+    width = max(map(len, COMMANDS))
+    rows = "\n".join(f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items())
+    return f"usage: toonclip COMMAND [key=value ...]\n\ncommands:\n{rows}\n"
+
+
+def _setup_logging() -> None:
+    """INFO for toonclip's own messages; Lightning keeps its own handler (no double lines)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("toonclip")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in {"-h", "--help", "help"}:
+        print(_usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        import difflib
+
+        near = difflib.get_close_matches(name, COMMANDS, n=1)
+        hint = f" (did you mean '{near[0]}'?)" if near else ""
+        print(f"error: unknown command '{name}'{hint}; valid: {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    _setup_logging()
+    target, _ = COMMANDS[name]
+    module_name, func_name = target.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("toonclip"):
+            print(f"error: 'toonclip {name}' is not available in this version", file=sys.stderr)
+        else:
+            print(
+                f"error: 'toonclip {name}' needs the package '{exc.name}'; "
+                f"install it with: pip install -e '.[all]'",
+                file=sys.stderr,
+            )
+        return 2
+    try:
+        result = getattr(module, func_name)(rest)
+    except ToonclipError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

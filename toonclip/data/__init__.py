@@ -1,0 +1,1 @@
+"""Paired face/cartoon data: discovery, decoding, caching, augmentation, Lightning DataModule."""

@@ -1,0 +1,80 @@
+"""Paired augmentation: the same geometry on face and cartoon, colour changes on the face only.
+
+Geometry runs through albumentations' ReplayCompose on the face; the recorded parameters are then
+replayed on the cartoon, so a crop, flip or rotation lands on the same pixels in both images.
+Photometric changes (colour jitter) touch only the face: the target cartoon style must not drift.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import albumentations as A
+import cv2
+import numpy as np
+
+
+# Used for any key the config leaves out (the config file holds the real defaults).
+DEFAULTS = {
+    "crop_scale": (0.7, 1.0), "crop_ratio": (0.9, 1.1), "hflip_p": 0.5, "affine_p": 0.5,
+    "rotate": 10.0, "scale": (0.95, 1.05), "translate": 0.03, "color_jitter": None,
+}  # fmt: skip
+
+
+def build_geometric(size: int, cfg: Mapping, train: bool) -> A.ReplayCompose:
+    """Geometric transforms to `size` x `size`. Validation only resizes (deterministic)."""
+    if not train:
+        return A.ReplayCompose([A.Resize(size, size, interpolation=cv2.INTER_AREA)])
+    return A.ReplayCompose(
+        [
+            A.RandomResizedCrop(
+                size=(size, size),
+                scale=tuple(cfg["crop_scale"]),
+                ratio=tuple(cfg["crop_ratio"]),
+                interpolation=cv2.INTER_AREA,
+            ),
+            A.HorizontalFlip(p=cfg["hflip_p"]),
+            A.Affine(
+                rotate=(-cfg["rotate"], cfg["rotate"]),
+                scale=tuple(cfg["scale"]),
+                translate_percent=(-cfg["translate"], cfg["translate"]),
+                border_mode=cv2.BORDER_REFLECT_101,
+                p=cfg["affine_p"],
+            ),
+        ]
+    )
+
+
+def build_photometric(cfg: Mapping, train: bool) -> A.Compose | None:
+    """Colour jitter for the face, or None when off (validation, or p == 0)."""
+    jitter = cfg.get("color_jitter") or {}
+    if not train or not jitter or jitter.get("p", 0) <= 0:
+        return None
+    return A.Compose(
+        [
+            A.ColorJitter(
+                brightness=jitter["brightness"],
+                contrast=jitter["contrast"],
+                saturation=jitter["saturation"],
+                hue=jitter["hue"],
+                p=jitter["p"],
+            )
+        ]
+    )
+
+
+class PairAugment:
+    """Callable (face, cartoon) -> (face, cartoon); HWC uint8 RGB in, (size, size, 3) uint8 out."""
+
+    def __init__(self, size: int, cfg: Mapping, train: bool):
+        cfg = {**DEFAULTS, **dict(cfg or {})}
+        self.geometric = build_geometric(size, cfg, train)
+        self.photometric = build_photometric(cfg, train)
+
+    def __call__(self, face: np.ndarray, cartoon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        out = self.geometric(image=face)
+        cartoon = A.ReplayCompose.replay(out["replay"], image=cartoon)["image"]
+        face = out["image"]
+        if self.photometric is not None:
+            face = self.photometric(image=face)["image"]
+        return face, cartoon

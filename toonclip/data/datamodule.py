@@ -1,0 +1,123 @@
+"""Dataset and LightningDataModule over cached face/cartoon pairs."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from toonclip.data.augment import PairAugment
+from toonclip.data.cache import build_cache
+from toonclip.data.io import resize
+from toonclip.data.pairs import Pair, find_pairs, split_pairs
+
+log = logging.getLogger(__name__)
+
+
+class PairDataset(Dataset):
+    """Items: {"face", "cartoon"}: (3, size, size) uint8 tensors (RGB); "index": int.
+
+    Images stay uint8 until they reach the model's device (4x less to copy); the LightningModule
+    converts them to float in [0, 1].
+    """
+
+    def __init__(self, faces: np.ndarray, cartoons: np.ndarray, augment: PairAugment):
+        self.faces, self.cartoons, self.augment = faces, cartoons, augment
+
+    def __len__(self) -> int:
+        return len(self.faces)
+
+    def __getitem__(self, i: int) -> dict:
+        face, cartoon = self.augment(self.faces[i], self.cartoons[i])
+        return {
+            "face": torch.from_numpy(np.ascontiguousarray(face)).permute(2, 0, 1),
+            "cartoon": torch.from_numpy(np.ascontiguousarray(cartoon)).permute(2, 0, 1),
+            "index": i,
+        }
+
+
+class PairDataModule(L.LightningDataModule):
+    """Finds pairs under `root`, splits them (seeded), decodes them once, serves augmented batches."""
+
+    def __init__(
+        self,
+        root: str,
+        faces_dir: str = "ffhq",
+        cartoons_dir: str = "comics_heroes",
+        size: int = 256,
+        batch_size: int = 8,
+        num_workers: int = 0,
+        val_fraction: float = 0.1,
+        split_seed: int = 0,
+        skip_bad: bool = False,
+        cache: str = "memory",
+        cache_dir: str | None = None,
+        cache_scale: float = 1.25,
+        augment: Mapping | None = None,
+        pin_memory: bool = False,
+    ):
+        super().__init__()
+        from toonclip.errors import DataError
+
+        if int(size) % 32:
+            raise DataError(f"data.size={size}: must be a multiple of 32 (the encoder downsamples 32x)")
+        self.root, self.faces_dir, self.cartoons_dir = root, faces_dir, cartoons_dir
+        self.size, self.batch_size, self.num_workers = int(size), int(batch_size), int(num_workers)
+        self.val_fraction, self.split_seed, self.skip_bad = val_fraction, split_seed, skip_bad
+        self.cache, self.cache_dir, self.cache_scale = cache, cache_dir, cache_scale
+        self.augment_cfg = dict(augment or {})
+        self.pin_memory = pin_memory
+        self.train_pairs: list[Pair] = []
+        self.val_pairs: list[Pair] = []
+        self._ready = False
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._ready:  # called explicitly before fit so data errors surface before training
+            return
+        pairs = find_pairs(self.root, self.faces_dir, self.cartoons_dir)
+        # Train crops are taken from a slightly larger image so random crops keep full detail.
+        cache_size = int(math.ceil(self.size * self.cache_scale / 32) * 32)
+        faces, cartoons, kept = build_cache(pairs, cache_size, self.cache, self.cache_dir, self.skip_bad)
+        # Split after skipping bad files, so a skipped pair never leaves validation empty.
+        self.train_pairs, self.val_pairs = split_pairs(kept, self.val_fraction, self.split_seed)
+        index = {p.stem: i for i, p in enumerate(kept)}
+        ti = [index[p.stem] for p in self.train_pairs]
+        vi = [index[p.stem] for p in self.val_pairs]
+        tf, tc = faces[ti], cartoons[ti]
+        vf = np.stack([resize(faces[i], self.size) for i in vi])
+        vc = np.stack([resize(cartoons[i], self.size) for i in vi])
+        self.train_set = PairDataset(tf, tc, PairAugment(self.size, self.augment_cfg, train=True))
+        self.val_set = PairDataset(vf, vc, PairAugment(self.size, self.augment_cfg, train=False))
+        log.info("data: %d train / %d val pairs from %s at %d px", len(tf), len(vf), self.root, self.size)
+        self._ready = True
+
+    def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=self.pin_memory,
+            drop_last=shuffle and len(dataset) >= self.batch_size,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)
+
+    def grid_batch(self, n: int) -> dict[str, torch.Tensor]:
+        """The first `n` validation pairs (un-augmented): the fixed rows of every validation grid."""
+        items = [self.val_set[i] for i in range(min(n, len(self.val_set)))]
+        return {k: torch.stack([it[k] for it in items]) for k in ("face", "cartoon")}
+
+    def write_val_files(self, path: Path) -> None:
+        path.write_text("".join(f"{p.stem}\n" for p in self.val_pairs))

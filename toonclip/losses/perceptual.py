@@ -1,0 +1,91 @@
+"""Weighted VGG perceptual loss plus Gram-matrix style loss (after BasicSR's PerceptualLoss)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from toonclip.errors import ConfigError
+from toonclip.losses.vgg import VGGFeatures
+
+CRITERIA = {"l1": F.l1_loss, "l2": F.mse_loss, "mse": F.mse_loss}
+
+
+def gram(features: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) -> (N, C, C) Gram matrices, normalised by C*H*W; computed in float32."""
+    n, c, h, w = features.shape
+    f = features.float().reshape(n, c, h * w)
+    return f @ f.transpose(1, 2) / (c * h * w)
+
+
+class PerceptualStyleLoss(nn.Module):
+    """total = perceptual_weight * sum_l w_l * crit(phi_l(pred), phi_l(target))
+             + style_weight * sum_l s_l * crit(G(phi_l(pred)), G(phi_l(target)))
+             + pixel_weight * L1(pred, target)
+
+    forward(pred, target): both (N, 3, H, W) float RGB, nominally in [0, 1] (VGG normalisation is
+    applied inside). Returns (total, parts) where parts maps "perceptual", "style", "pixel" to
+    detached scalars (each already multiplied by its global weight). Target features are computed
+    without gradients.
+    """
+
+    def __init__(
+        self,
+        layer_weights: Mapping[str, float],
+        style_layer_weights: Mapping[str, float] | None = None,
+        perceptual_weight: float = 1.0,
+        style_weight: float = 0.0,
+        pixel_weight: float = 0.0,
+        criterion: str = "l1",
+        vgg_weights: str = "auto",
+    ):
+        super().__init__()
+        if criterion not in CRITERIA:
+            raise ConfigError(f"loss.criterion={criterion}: use one of {', '.join(CRITERIA)}")
+        self.layer_weights = dict(layer_weights or {})
+        self.style_layer_weights = dict(style_layer_weights or self.layer_weights)
+        self.perceptual_weight, self.style_weight = float(perceptual_weight), float(style_weight)
+        self.pixel_weight = float(pixel_weight)
+        self.criterion = CRITERIA[criterion]
+        layers = set()
+        if self.perceptual_weight > 0:
+            layers |= set(self.layer_weights)
+        if self.style_weight > 0:
+            layers |= set(self.style_layer_weights)
+        self.vgg = VGGFeatures(sorted(layers), vgg_weights) if layers else None
+
+    @property
+    def weights_record(self):
+        return self.vgg.weights_record if self.vgg is not None else None
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        total = pred.new_zeros((), dtype=torch.float32)
+        parts: dict[str, torch.Tensor] = {}
+        if self.vgg is not None:
+            pred_f = self.vgg(pred)
+            with torch.no_grad():
+                target_f = self.vgg(target)
+            if self.perceptual_weight > 0:
+                term = sum(
+                    w * self.criterion(pred_f[k].float(), target_f[k].float())
+                    for k, w in self.layer_weights.items()
+                )
+                total = total + self.perceptual_weight * term
+                parts["perceptual"] = (self.perceptual_weight * term).detach()
+            if self.style_weight > 0:
+                # Gram matrices in float32: under fp16 autocast the products overflow.
+                with torch.autocast(device_type=pred.device.type, enabled=False):
+                    term = sum(
+                        w * self.criterion(gram(pred_f[k]), gram(target_f[k]))
+                        for k, w in self.style_layer_weights.items()
+                    )
+                total = total + self.style_weight * term
+                parts["style"] = (self.style_weight * term).detach()
+        if self.pixel_weight > 0:
+            term = F.l1_loss(pred.float(), target.detach().float())
+            total = total + self.pixel_weight * term
+            parts["pixel"] = (self.pixel_weight * term).detach()
+        return total, parts

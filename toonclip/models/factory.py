@@ -1,0 +1,185 @@
+"""The one place where architecture and encoder names become a network.
+
+Names follow Lightning Flash's `SemanticSegmentation(head=..., backbone=...)` (head = architecture,
+backbone = a timm model name) as well as segmentation-models-pytorch's own encoder names:
+
+    build_generator("unetplusplus", "mobilenetv3_large_100")  # the network Flash built
+    build_generator("unet", "efficientnet-b0")                 # an smp encoder
+    build_generator("fpn", "tu-resnet18")                      # smp's explicit timm prefix
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import logging
+
+import segmentation_models_pytorch as smp
+import torch
+from torch import nn
+
+from toonclip.errors import ConfigError, WeightsError
+from toonclip.models import weights as W
+
+log = logging.getLogger(__name__)
+
+# Flash head names (and a few smp spellings) -> smp classes.
+ARCHITECTURES: dict[str, type[nn.Module]] = {
+    "unetplusplus": smp.UnetPlusPlus,
+    "unet": smp.Unet,
+    "fpn": smp.FPN,
+    "linknet": smp.Linknet,
+    "manet": smp.MAnet,
+    "pan": smp.PAN,
+    "pspnet": smp.PSPNet,
+    "deeplabv3": smp.DeepLabV3,
+    "deeplabv3plus": smp.DeepLabV3Plus,
+    "upernet": smp.UPerNet,
+}
+ALIASES = {"unet++": "unetplusplus", "unet_plus_plus": "unetplusplus", "deeplabv3+": "deeplabv3plus"}
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class Generator(nn.Module):
+    """Face -> cartoon network: ImageNet normalisation, then the smp network.
+
+    forward(x): x is (N, 3, H, W) float RGB in [0, 1], H and W multiples of 32.
+    Returns (N, 3, H, W) float RGB, nominally in [0, 1] but not clamped (the loss sees the raw
+    values so that out-of-range pixels still get gradients; callers clamp for display).
+    """
+
+    def __init__(self, net: nn.Module, arch: str, encoder: str, weights: W.WeightsRecord):
+        super().__init__()
+        self.net = net
+        self.arch, self.encoder = arch, encoder
+        self.weights_record = weights
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - self.mean) / self.std)
+
+
+def resolve_arch(name: str) -> str:
+    """Canonical architecture name, or ConfigError listing the valid ones."""
+    key = ALIASES.get(str(name).lower(), str(name).lower())
+    if key in ARCHITECTURES:
+        return key
+    raise ConfigError(_unknown("model.arch", name, list(ARCHITECTURES)))
+
+
+@functools.lru_cache(maxsize=1)
+def _timm_names() -> tuple[str, ...]:
+    import timm
+
+    return tuple(timm.list_models())
+
+
+def resolve_encoder(name: str) -> str:
+    """smp encoder name for a Flash/timm/smp name, or ConfigError with the nearest match.
+
+    Order: smp's explicit `tu-` prefix; smp's native encoders; any timm model (as `tu-<name>`).
+    """
+    name = str(name)
+    smp_names = smp.encoders.get_encoder_names()
+    if name.startswith("tu-"):
+        if name[3:] in _timm_names():
+            return name
+        raise ConfigError(_unknown("model.encoder", name, [f"tu-{n}" for n in _timm_names()]))
+    if name in smp_names:
+        return name
+    if name in _timm_names():
+        return f"tu-{name}"
+    raise ConfigError(_unknown("model.encoder", name, list(smp_names) + list(_timm_names())))
+
+
+def valid_encoders() -> list[str]:
+    """smp's own encoder names; any timm model name is valid too."""
+    return list(smp.encoders.get_encoder_names())
+
+
+def _unknown(option: str, name: str, valid: list[str]) -> str:
+    near = difflib.get_close_matches(str(name), valid, n=3, cutoff=0.5)
+    hint = f"; nearest: {', '.join(near)}" if near else ""
+    shown = valid if len(valid) <= 20 else valid[:20] + [f"... ({len(valid)} in all)"]
+    return f"unknown {option} '{name}'{hint}. Valid: {', '.join(shown)}"
+
+
+def build_generator(
+    arch: str = "unetplusplus",
+    encoder: str = "mobilenetv3_large_100",
+    weights: str = "auto",
+    **smp_kwargs,
+) -> Generator:
+    """Build the generator with a 3-channel head.
+
+    Args:
+        arch: Flash head / smp architecture name (see ARCHITECTURES).
+        encoder: Flash backbone (timm) name, smp encoder name, or `tu-<timm name>`.
+        weights: encoder weights policy: auto | imagenet | none | path to a file.
+        smp_kwargs: passed to the smp class (decoder_channels, ...).
+    """
+    arch_key = resolve_arch(arch)
+    smp_encoder = resolve_encoder(encoder)
+    policy = W.parse_policy(weights, "model.weights")
+    cls = ARCHITECTURES[arch_key]
+    kwargs = dict(encoder_name=smp_encoder, in_channels=3, classes=3, activation=None, **smp_kwargs)
+
+    def make(encoder_weights):
+        try:
+            return cls(encoder_weights=encoder_weights, **kwargs)
+        except (ValueError, KeyError, AssertionError, RuntimeError, TypeError) as exc:
+            if encoder_weights is not None:
+                raise
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ConfigError(
+                f"model.arch={arch} cannot use model.encoder={encoder}: {msg}"
+            ) from exc
+
+    record = W.WeightsRecord("encoder", str(weights), "random")
+    if policy == "none":
+        net = make(None)
+    elif policy in ("auto", "imagenet"):
+        net, record = _pretrained(make, policy, smp_encoder)
+    else:
+        net = make(None)
+        W.load_matching(net.encoder, W.load_state_dict_file(policy), policy, "encoder")
+        record = W.WeightsRecord("encoder", policy, f"file:{policy}")
+    return Generator(net, arch_key, encoder, record)
+
+
+def _pretrained(make, policy: str, smp_encoder: str) -> tuple[nn.Module, W.WeightsRecord]:
+    # timm and smp >= 0.5 both fetch from the Hugging Face hub; with the host unreachable we
+    # still try, in offline mode, because the weights may already be in the local hub cache.
+    online = W.go_offline_unless_reachable("huggingface.co")
+    try:
+        # smp wants True for timm ("tu-") encoders (the tag picks the weights), a name otherwise.
+        net = make(True if smp_encoder.startswith("tu-") else "imagenet")
+        return net, W.WeightsRecord("encoder", policy, "imagenet")
+    except Exception as exc:  # noqa: BLE001 - any download/cache failure means "unavailable"
+        if online:
+            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
+        else:
+            reason = "huggingface.co unreachable and not in the local hub cache"
+        if policy == "imagenet":
+            raise WeightsError(
+                f"model.weights=imagenet: cannot load ImageNet weights for {smp_encoder}: {reason}. "
+                "Use model.weights=auto to fall back, or model.weights=/path/to/file"
+            ) from exc
+        W.warn_fallback(f"encoder {smp_encoder}", reason)
+        return make(None), W.WeightsRecord("encoder", policy, "random", note=reason)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def load_generator_state(generator: Generator, state: dict) -> None:
+    """Load a generator state dict, raising WeightsError on a mismatch."""
+    try:
+        generator.load_state_dict(state)
+    except RuntimeError as exc:
+        raise WeightsError(f"checkpoint does not match {generator.arch}/{generator.encoder}: "
+                           f"{str(exc).splitlines()[0]}") from exc

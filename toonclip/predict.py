@@ -1,0 +1,60 @@
+"""`toonclip predict ckpt=FILE|RUN_DIR input=FILE|DIR output=DIR [mode=resize|native] [device=cpu]`.
+
+Writes one PNG cartoon per input image, same file stem, same size as the input (see
+toonclip.inference for how sizes other than the training size are handled).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from toonclip.cli import split_args
+from toonclip.data.io import is_image_file, load_rgb
+from toonclip.errors import ConfigError, DataError
+from toonclip.inference import Stylizer
+from toonclip.visual import save_png
+
+log = logging.getLogger(__name__)
+OPTIONS = ("ckpt", "input", "output", "mode", "device", "size")
+
+
+def collect_inputs(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if is_image_file(p))
+        if not files:
+            raise DataError(f"input={path} holds no image files")
+        return files
+    raise DataError(f"input={path} does not exist; give an image file or a folder of images")
+
+
+def cli(argv: list[str]) -> int:
+    positionals, opts = split_args(argv)
+    unknown = [k for k in opts if k not in OPTIONS] + positionals
+    if unknown:
+        raise ConfigError(f"unknown option '{unknown[0]}' for predict; valid: {', '.join(OPTIONS)}")
+    for key in ("ckpt", "input", "output"):
+        if key not in opts:
+            raise ConfigError(f"predict needs {key}=...: toonclip predict ckpt=RUN_DIR/checkpoints/best.ckpt "
+                              "input=FILE|DIR output=DIR")
+    inputs = collect_inputs(Path(opts["input"]))
+    stylize = Stylizer.from_checkpoint(opts["ckpt"], mode=opts.get("mode", "resize"),
+                                       device=opts.get("device", "cpu"),
+                                       size=int(opts["size"]) if "size" in opts else None)
+    out_dir = Path(opts["output"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    failed = []
+    for path in inputs:
+        try:
+            save_png(stylize(load_rgb(path)), out_dir / f"{path.stem}.png")
+        except DataError as exc:  # one bad file in a folder must not lose the others
+            if len(inputs) == 1:
+                raise
+            failed.append(path.name)
+            log.warning("%s", exc)
+    print(f"wrote {len(inputs) - len(failed)} cartoon(s) to {out_dir}")
+    if failed:
+        raise DataError(f"{len(failed)} input(s) could not be decoded: {', '.join(failed[:5])}")
+    return 0

@@ -1,0 +1,73 @@
+"""Callbacks: validation grids (PNG + TensorBoard) and training throughput."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from toonclip.visual import make_grid, save_png, to_uint8
+
+
+class ValidationGrid(L.Callback):
+    """After every validation, saves grids/step_XXXXXX.png: rows are the same fixed validation
+    faces (face | prediction | target); also grids/latest.png and a TensorBoard image."""
+
+    def __init__(self, out_dir: str | Path, n_samples: int = 6, tile: int = 128):
+        self.out_dir = Path(out_dir)
+        self.n_samples, self.tile = n_samples, tile
+        self._batch: dict | None = None
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        if self._batch is None:
+            self._batch = trainer.datamodule.grid_batch(self.n_samples)
+        batch = pl_module.on_after_batch_transfer(
+            {k: v.to(pl_module.device) for k, v in self._batch.items()}, 0
+        )
+        with torch.no_grad():
+            pred = pl_module(batch["face"])
+        faces, preds, targets = (to_uint8(t) for t in (batch["face"], pred, batch["cartoon"]))
+        rows = [[faces[i], preds[i], targets[i]] for i in range(len(faces))]
+        grid = make_grid(rows, headers=["face", f"prediction\nstep {trainer.global_step}", "target"],
+                         tile=self.tile)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        path = self.out_dir / f"step_{trainer.global_step:06d}.png"
+        save_png(grid, path)
+        shutil.copyfile(path, self.out_dir / "latest.png")
+        for logger in trainer.loggers:
+            if hasattr(logger.experiment, "add_image"):
+                logger.experiment.add_image("val/grid", grid, trainer.global_step, dataformats="HWC")
+
+
+class Throughput(L.Callback):
+    """Training images per second over optimiser steps (data wait and validation excluded),
+    skipping the first `warmup` steps of this process (allocator and kernel warm-up)."""
+
+    def __init__(self, warmup: int = 3):
+        self.warmup = warmup
+        self.images = 0
+        self.seconds = 0.0
+        self._seen = 0
+        self._start = 0.0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize()
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize()
+        self._seen += 1
+        if self._seen > self.warmup:
+            self.seconds += time.perf_counter() - self._start
+            self.images += batch["face"].shape[0]
+
+    @property
+    def img_per_s(self) -> float | None:
+        return self.images / self.seconds if self.seconds > 0 else None

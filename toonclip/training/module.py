@@ -1,0 +1,92 @@
+"""The LightningModule: generator + perceptual/style loss, metrics, optimiser from config."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
+
+from toonclip.errors import ToonclipError
+from toonclip.models import build_generator
+
+
+class NonFiniteLossError(ToonclipError):
+    """The loss became NaN or infinite."""
+
+
+class ToonModule(L.LightningModule):
+    """Trains `generator` (face -> cartoon) with the configured loss.
+
+    Batches hold "face" and "cartoon" as (N, 3, H, W) uint8; they are converted to float [0, 1]
+    on the device (see on_after_batch_transfer). The whole resolved config is saved in the
+    checkpoint's hyper_parameters["cfg"], which is how `toonclip.inference` rebuilds the network.
+    """
+
+    def __init__(self, cfg: DictConfig | dict):
+        super().__init__()
+        cfg = OmegaConf.create(cfg) if isinstance(cfg, dict) else cfg
+        self.save_hyperparameters({"cfg": OmegaConf.to_container(cfg, resolve=True)})
+        self.cfg = cfg
+        self.generator = build_generator(cfg.model.arch, cfg.model.encoder, weights=cfg.model.weights)
+        self.loss = instantiate(cfg.loss)
+        self.val_psnr = PeakSignalNoiseRatio(data_range=1.0)
+        self.val_ssim = StructuralSimilarityIndexMeasure(data_range=1.0)
+        self._channels_last = bool(cfg.model.get("channels_last", False))
+
+    def configure_model(self) -> None:
+        if self._channels_last:
+            self.generator.to(memory_format=torch.channels_last)
+        if self.cfg.model.get("compile", False) and not isinstance(self.generator, torch._dynamo.eval_frame.OptimizedModule):
+            self.generator = torch.compile(self.generator)
+
+    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        fmt = torch.channels_last if self._channels_last else torch.contiguous_format
+        for key in ("face", "cartoon"):
+            batch[key] = batch[key].float().div_(255).contiguous(memory_format=fmt)
+        return batch
+
+    def forward(self, face: torch.Tensor) -> torch.Tensor:
+        """face (N, 3, H, W) float [0, 1] -> cartoon (N, 3, H, W), unclamped."""
+        return self.generator(face)
+
+    def _log_parts(self, stage: str, total: torch.Tensor, parts: dict, batch_size: int) -> None:
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", total.detach(), prog_bar=True, on_step=on_step, on_epoch=not on_step,
+                 batch_size=batch_size)
+        for name, value in parts.items():
+            self.log(f"{stage}/{name}", value, on_step=on_step, on_epoch=not on_step, batch_size=batch_size)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        pred = self.generator(batch["face"])
+        total, parts = self.loss(pred, batch["cartoon"])
+        if not torch.isfinite(total):
+            raise NonFiniteLossError(
+                f"loss became {total.item()} at step {self.global_step}; "
+                "lower optim.optimizer.lr, try trainer.precision=32-true, or check the data"
+            )
+        self._log_parts("train", total, parts, batch["face"].shape[0])
+        return total
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        pred = self.generator(batch["face"])
+        total, parts = self.loss(pred, batch["cartoon"])
+        n = batch["face"].shape[0]
+        self._log_parts("val", total, parts, n)
+        pred = pred.float().clamp(0, 1)
+        target = batch["cartoon"].float()
+        self.val_psnr(pred, target)
+        self.val_ssim(pred, target)
+        self.log("val/psnr", self.val_psnr, prog_bar=True, batch_size=n)
+        self.log("val/ssim", self.val_ssim, batch_size=n)
+        self.log("val/l1", torch.nn.functional.l1_loss(pred, target), batch_size=n)
+
+    def configure_optimizers(self):
+        optimizer = instantiate(self.cfg.optim.optimizer)(self.generator.parameters())
+        if not self.cfg.optim.get("scheduler"):
+            return optimizer
+        scheduler = instantiate(self.cfg.optim.scheduler)(
+            optimizer, total_steps=self.trainer.estimated_stepping_batches
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
