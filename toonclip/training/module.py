@@ -61,13 +61,20 @@ class ToonModule(L.LightningModule):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         pred = self.generator(batch["face"])
         total, parts = self.loss(pred, batch["cartoon"])
-        if not torch.isfinite(total):
+        if self._should_check_finite(batch_idx) and not torch.isfinite(total):
             raise NonFiniteLossError(
                 f"loss became {total.item()} at step {self.global_step}; "
                 "lower optim.optimizer.lr, try trainer.precision=32-true, or check the data"
             )
         self._log_parts("train", total, parts, batch["face"].shape[0])
         return total
+
+    def _should_check_finite(self, batch_idx: int) -> bool:
+        # The check reads the loss on the host. On a GPU that is a sync in the middle of the step
+        # (about 10% of throughput at 256 px), so there it runs only every log_every_n_steps.
+        if self.device.type == "cpu" or self._trainer is None:
+            return True
+        return batch_idx % max(1, int(self.trainer.log_every_n_steps)) == 0
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         pred = self.generator(batch["face"])

@@ -1,0 +1,176 @@
+"""`toonclip bench-train [size=128] [batch=4] [steps=20] [warmup=3] [rounds=2] [key=value ...]`.
+
+Prints training img/s of the configured network three ways, in one process:
+  1. data loading alone (cache -> augmentation -> collate), no compute;
+  2. a plain PyTorch loop (same generator, loss, optimiser, clipping, precision);
+  3. toonclip's LightningModule under lightning.Trainer.
+Steps 2 and 3 consume the same pre-loaded batches, so data loading is timed apart from compute.
+They alternate for `rounds` rounds and each reports its median, which evens out drift on a busy
+machine. Other `key=value` go to the training config (e.g. data.root=..., trainer.precision=...,
+model.channels_last=true, trainer.accelerator=gpu). Without a data folder, synthetic pairs are used.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from toonclip.cli import split_args
+from toonclip.config import compose
+from toonclip.data.datamodule import PairDataModule
+from toonclip.errors import ConfigError
+from toonclip.training.callbacks import Throughput
+from toonclip.training.module import ToonModule
+
+OWN = {"size": 128, "batch": 4, "steps": 20, "warmup": 3, "rounds": 2, "threads": 0, "out": ""}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _autocast(precision: str, device: torch.device):
+    if precision.startswith("bf16"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    if precision.startswith("16"):
+        return torch.autocast(device.type, dtype=torch.float16)
+    return torch.autocast(device.type, enabled=False)
+
+
+def plain_loop(cfg, batches: list[dict], warmup: int, device: torch.device) -> float:
+    """img/s of a hand-written loop over `batches` (uint8 batches, moved and converted here)."""
+    from hydra.utils import instantiate
+
+    torch.manual_seed(cfg.seed)
+    module = ToonModule(cfg).to(device)  # the same generator and loss objects, no Trainer
+    gen, loss_fn = module.generator, module.loss
+    fmt = torch.channels_last if cfg.model.channels_last else torch.contiguous_format
+    gen.to(memory_format=fmt).train()
+    opt = instantiate(cfg.optim.optimizer)(gen.parameters())
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.trainer.precision.startswith("16"))
+    images, seconds = 0, 0.0
+    for i, batch in enumerate(batches):
+        _sync(device)
+        t0 = time.perf_counter()
+        face = batch["face"].to(device).float().div_(255).contiguous(memory_format=fmt)
+        cartoon = batch["cartoon"].to(device).float().div_(255).contiguous(memory_format=fmt)
+        with _autocast(cfg.trainer.precision, device):
+            total, _ = loss_fn(gen(face), cartoon)
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(total).backward()
+        if cfg.trainer.gradient_clip_val:
+            scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(gen.parameters(), cfg.trainer.gradient_clip_val)
+        scaler.step(opt)
+        scaler.update()
+        _sync(device)
+        if i >= warmup:
+            seconds += time.perf_counter() - t0
+            images += face.shape[0]
+    return images / seconds
+
+
+class _Replay:
+    """An iterable over pre-loaded batches (a plain list would be read as several loaders)."""
+
+    def __init__(self, batches: list[dict]):
+        self.batches = batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self):
+        return (dict(b) for b in self.batches)  # copies: the module converts batches in place
+
+
+def lightning_loop(cfg, batches: list[dict], warmup: int) -> float:
+    torch.manual_seed(cfg.seed)
+    module = ToonModule(cfg)
+    meter = Throughput(warmup=warmup)
+    trainer = L.Trainer(
+        accelerator=cfg.trainer.accelerator, devices=1, precision=cfg.trainer.precision,
+        max_steps=len(batches), logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
+        gradient_clip_val=cfg.trainer.gradient_clip_val, callbacks=[meter],
+    )
+    trainer.fit(module, train_dataloaders=_Replay(batches))
+    return meter.img_per_s
+
+
+def _data_root(cfg, tmp: Path) -> str:
+    if Path(cfg.data.root).is_dir():
+        return cfg.data.root
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
+    from conftest import make_pairs  # synthetic pairs: the benchmark runs anywhere
+
+    return str(make_pairs(tmp / "pairs", n=16, size=256))
+
+
+def cli(argv: list[str]) -> int:
+    positionals, opts = split_args(argv)
+    if positionals:
+        raise ConfigError(f"unexpected argument '{positionals[0]}'; options are key=value")
+    own = {k: type(v)(opts.pop(k)) if k in opts else v for k, v in OWN.items()}
+    overrides = [f"{k}={v}" for k, v in opts.items()]
+    overrides += [f"data.size={own['size']}", f"data.batch_size={own['batch']}",
+                  "model.weights=none", "loss.vgg_weights=none", "optim.scheduler=null"]
+    cfg = compose(overrides)
+    if own["threads"]:
+        torch.set_num_threads(own["threads"])
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg.data.root = _data_root(cfg, Path(tmp))
+        dm = PairDataModule(**cfg.data)
+        dm.setup("fit")
+        n = own["warmup"] + own["steps"]
+        loader_batches, t0 = [], time.perf_counter()
+        while len(loader_batches) < n:
+            for batch in dm.train_dataloader():  # persistent workers: started once
+                loader_batches.append(batch)
+                if len(loader_batches) == own["warmup"]:
+                    t0 = time.perf_counter()  # worker start-up is not loading throughput
+                if len(loader_batches) == n:
+                    break
+        data_img_s = own["steps"] * own["batch"] / (time.perf_counter() - t0)
+    accel = cfg.trainer.accelerator
+    device = torch.device("cuda" if accel in ("gpu", "cuda") or (accel == "auto" and torch.cuda.is_available()) else "cpu")
+    plain, light = [], []
+    for _ in range(own["rounds"]):
+        plain.append(plain_loop(cfg, loader_batches, own["warmup"], device))
+        light.append(lightning_loop(cfg, loader_batches, own["warmup"]))
+    result = {
+        "arch": cfg.model.arch, "encoder": cfg.model.encoder, "size": own["size"],
+        "batch": own["batch"], "timed_steps": own["steps"], "warmup_steps": own["warmup"],
+        "rounds": own["rounds"], "device": str(device), "precision": cfg.trainer.precision,
+        "channels_last": bool(cfg.model.channels_last), "torch_threads": torch.get_num_threads(),
+        "data_img_per_s": round(data_img_s, 1),
+        "plain_img_per_s": round(statistics.median(plain), 2),
+        "toonclip_img_per_s": round(statistics.median(light), 2),
+        "plain_rounds": [round(x, 2) for x in plain], "toonclip_rounds": [round(x, 2) for x in light],
+    }
+    result["ratio"] = round(result["toonclip_img_per_s"] / result["plain_img_per_s"], 3)
+    print(_table(result))
+    if own["out"]:
+        Path(own["out"]).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+def _table(r: dict) -> str:
+    return "\n".join([
+        f"bench-train: {r['arch']} / {r['encoder']}, {r['size']} px, batch {r['batch']}, "
+        f"{r['timed_steps']} timed steps after {r['warmup_steps']} warm-up, {r['rounds']} rounds, "
+        f"{r['device']}, {r['precision']}, channels_last={r['channels_last']}, threads {r['torch_threads']}",
+        "| what | img/s |", "|---|---|",
+        f"| data loading only (decode cache, augment, collate) | {r['data_img_per_s']} |",
+        f"| plain PyTorch loop (median of {r['plain_rounds']}) | {r['plain_img_per_s']} |",
+        f"| toonclip LightningModule + Trainer (median of {r['toonclip_rounds']}) | {r['toonclip_img_per_s']} |",
+        f"| ratio toonclip / plain | {r['ratio']} |",
+    ])
