@@ -75,7 +75,8 @@ class Stylizer:
     @torch.inference_mode()
     def __call__(self, image: np.ndarray) -> np.ndarray:
         h, w = image.shape[:2]
-        x = torch.from_numpy(np.ascontiguousarray(image)).to(self.device)
+        # Decoded images are often read-only arrays; torch warns on those, so copy when needed.
+        x = torch.from_numpy(np.require(image, np.uint8, ["C_CONTIGUOUS", "WRITEABLE"])).to(self.device)
         x = x.permute(2, 0, 1)[None].float().div_(255)
         if self.mode == "resize":
             x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", antialias=True)

@@ -1,0 +1,159 @@
+"""`toonclip demo`: the handler's checks, and the real app driven in headless Chromium."""
+
+from __future__ import annotations
+
+import io
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from toonclip.errors import ToonclipError
+
+ARCH, ENCODER, SIZE = "unet", "mobilenetv3_small_050", 64
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    from toonclip.demo.app import Demo
+    from toonclip.export.runtime import load_model
+    from toonclip.models import build_generator
+
+    torch.manual_seed(0)
+    gen = build_generator(ARCH, ENCODER, weights="none")
+    path = tmp_path_factory.mktemp("run") / "best.ckpt"
+    cfg = {"model": {"arch": ARCH, "encoder": ENCODER}, "data": {"size": SIZE}}
+    state = {"generator." + k: v for k, v in gen.state_dict().items()}
+    torch.save({"hyper_parameters": {"cfg": cfg}, "state_dict": state}, path)
+    return Demo({"tiny": load_model(path)}, max_mb=0.5, max_side=1024)
+
+
+def face_png(path: Path, h: int = 120, w: int = 100) -> Path:
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.stack([(xx * 2) % 256, (yy * 2) % 256, np.full_like(xx, 160)], -1).astype(np.uint8)
+    inside = ((yy - h / 2) / (h * 0.35)) ** 2 + ((xx - w / 2) / (w * 0.3)) ** 2 < 1
+    img[inside] = (220, 170, 140)
+    Image.fromarray(img).save(path)
+    return path
+
+
+def test_run_returns_cartoon_of_same_size_and_strength_blends(demo, tmp_path):
+    src = face_png(tmp_path / "f.png")
+    photo = np.asarray(Image.open(src))
+    full = demo.run(str(src), "tiny", 1.0, False)
+    assert full.shape == photo.shape and full.dtype == np.uint8
+    assert np.array_equal(demo.run(str(src), "tiny", 0.0, False), photo)
+    half = demo.run(str(src), "tiny", 0.5, False).astype(int)
+    expected = (photo.astype(int) + full.astype(int)) / 2
+    assert np.abs(half - expected).max() <= 1
+
+
+@pytest.mark.parametrize(
+    ("make", "needle"),
+    [
+        ("text", "not an image this demo can read"),
+        ("big_file", "the limit is 0.5 MB"),
+        ("big_pixels", "the limit is 1024 px"),
+        ("none", "upload a face photo"),
+    ],
+)
+def test_bad_uploads_get_a_message(demo, tmp_path, make, needle):
+    path = tmp_path / "upload.png"
+    if make == "text":
+        path.write_text("definitely not a picture")
+    elif make == "big_file":
+        noise = np.random.default_rng(0).integers(0, 256, (600, 600, 3), dtype=np.uint8)
+        Image.fromarray(noise).save(path)  # ~1 MB of incompressible PNG
+    elif make == "big_pixels":
+        Image.new("RGB", (1500, 20)).save(path)
+    with pytest.raises(ToonclipError, match=needle):
+        demo.run(None if make == "none" else str(path), "tiny")
+
+
+def test_unknown_model_name_is_a_message(demo, tmp_path):
+    with pytest.raises(ToonclipError, match="unknown model 'nope'"):
+        demo.run(str(face_png(tmp_path / "f.png")), "nope")
+
+
+def test_demo_cli_rejects_missing_model(capsys):
+    from toonclip.cli import main
+
+    assert main(["demo", "/nonexistent/best.ckpt"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.browser
+def test_browser_upload_face_get_cartoon_and_bad_uploads_get_messages(demo, tmp_path):
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from toonclip.demo.app import build_app, launch
+
+    app, url = launch(build_app(demo), port=free_port(), max_mb=demo.max_mb, block=False)
+    assert url.startswith("http://127.0.0.1:")
+    try:
+        with sync_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            page = browser.new_page()
+            outside = []
+            page.on(
+                "request",
+                lambda r: (
+                    outside.append(r.url)
+                    if not r.url.startswith((url.rstrip("/"), "data:", "blob:"))
+                    else None
+                ),
+            )
+            page.goto(url)
+            page.locator("#photo input[type=file]").set_input_files(
+                str(face_png(tmp_path / "face.png", 96, 80))
+            )
+            page.wait_for_timeout(500)
+            page.click("#stylize")
+            img = page.wait_for_selector("#cartoon img", timeout=60_000)
+            body = page.request.get(img.get_attribute("src")).body()
+            result = Image.open(io.BytesIO(body))
+            assert result.size == (80, 96)
+
+            bad = tmp_path / "bad.png"
+            bad.write_text("not an image")
+            page.locator("#photo input[type=file]").set_input_files(str(bad))
+            page.wait_for_timeout(500)
+            page.click("#stylize")
+            page.get_by_text("bad.png is not an image this demo can read").wait_for(timeout=30_000)
+
+            big = tmp_path / "big.png"  # over max_mb: refused by the upload endpoint
+            noise = np.random.default_rng(0).integers(0, 256, (600, 600, 3), dtype=np.uint8)
+            Image.fromarray(noise).save(big)
+            page.locator("#photo input[type=file]").set_input_files(str(big))
+            page.get_by_text("exceed", exact=False).first.wait_for(timeout=30_000)
+            browser.close()
+        assert outside == []  # nothing fetched from the internet (fonts, CDNs, analytics)
+    finally:
+        app.close()

@@ -1,0 +1,1 @@
+"""A local Gradio demo: `toonclip demo MODEL...` (see `toonclip.demo.app`)."""

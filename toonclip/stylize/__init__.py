@@ -1,0 +1,5 @@
+"""Cartoonising images, folders and videos with a checkpoint or an exported model.
+
+toonclip stylize RUN/checkpoints/best.ckpt input=photo.jpg output=toon.png
+toonclip stylize model.onnx input=clip.mp4 faces=true
+"""

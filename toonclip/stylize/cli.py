@@ -1,0 +1,149 @@
+"""`toonclip stylize MODEL input=IMAGE|DIR|VIDEO [output=...] [faces=true] [mode=resize|native]`.
+
+MODEL is a checkpoint, a run folder, or an exported `.onnx` (or `.tflite`) file. Images of any
+size come back at their own size: `mode=resize` (default) runs the network at its training size
+and resizes back; `mode=native` reflect-pads to a multiple of 32 and crops back (see
+`toonclip.inference`). `faces=true` stylises each detected face instead of the whole picture.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from toonclip.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+OPTIONS = (
+    "input",
+    "output",
+    "mode",
+    "size",
+    "faces",
+    "detector",
+    "margin",
+    "feather",
+    "strength",
+    "threads",
+    "progress",
+)
+
+
+def build_transform(
+    model,
+    mode="resize",
+    size=None,
+    faces=False,
+    detector=None,
+    margin=0.4,
+    feather=0.25,
+    strength=1.0,
+    video=False,
+):
+    """The (H, W, 3) uint8 -> (H, W, 3) uint8 callable for a loaded model and options."""
+    from toonclip.export.runtime import make_stylizer
+    from toonclip.stylize.faces import BoxSmoother, FaceDetector, FaceStylizer, blend
+
+    if faces:
+        # crops are stylised at the model's own scale, whatever mode= says for whole frames
+        crop = make_stylizer(model, "resize", size)
+        return FaceStylizer(
+            crop,
+            FaceDetector(detector),
+            margin,
+            feather,
+            strength,
+            BoxSmoother() if video else None,
+        )
+    whole = make_stylizer(model, mode, size)
+    if strength >= 1.0:
+        return whole
+    return lambda image: blend(image, whole(image), strength)
+
+
+def _flag(opts: dict, key: str, default: bool) -> bool:
+    from toonclip.export.cli import parse_bool
+
+    return parse_bool(key, opts[key]) if key in opts else default
+
+
+def _float(opts: dict, key: str, default: float, lo: float, hi: float) -> float:
+    try:
+        value = float(opts.get(key, default))
+    except ValueError as exc:
+        raise ConfigError(f"{key}={opts[key]}: expected a number") from exc
+    if not lo <= value <= hi:
+        raise ConfigError(f"{key}={value:g}: must be between {lo:g} and {hi:g}")
+    return value
+
+
+def default_output(src: Path, kind: str) -> Path:
+    if kind == "folder":
+        return src.with_name(src.name + "_toon")
+    suffix = ".mp4" if kind == "video" else src.suffix
+    return src.with_name(f"{src.stem}_toon{suffix}")
+
+
+def cli(argv: list[str]) -> int:
+    from toonclip.cli import split_args
+    from toonclip.data.io import is_image_file
+    from toonclip.export.runtime import load_model
+    from toonclip.stylize.images import stylize_folder, stylize_image
+    from toonclip.stylize.video import VIDEO_EXTENSIONS, is_video_file, stylize_video
+
+    positionals, opts = split_args(argv)
+    unknown = sorted(set(opts) - set(OPTIONS))
+    if unknown:
+        raise ConfigError(f"unknown option(s) {', '.join(unknown)}; valid: {', '.join(OPTIONS)}")
+    if len(positionals) != 1 or "input" not in opts:
+        raise ConfigError("usage: toonclip stylize MODEL input=IMAGE|DIR|VIDEO [output=PATH]")
+    src = Path(opts["input"])
+    if not src.exists():
+        raise DataError(f"input {src} does not exist")
+    if src.is_dir():
+        kind = "folder"
+    elif is_video_file(src):
+        kind = "video"
+    elif is_image_file(src):
+        kind = "image"
+    else:
+        raise DataError(f"input {src} is not an image or a video ({', '.join(VIDEO_EXTENSIONS)})")
+    mode = opts.get("mode", "resize")
+    if mode not in ("resize", "native"):
+        raise ConfigError(f"mode={mode}: use mode=resize or mode=native")
+    faces, progress = _flag(opts, "faces", False), _flag(opts, "progress", True)
+    threads = int(opts["threads"]) if "threads" in opts else None
+    model = load_model(positionals[0], threads)
+    fn = build_transform(
+        model,
+        mode,
+        int(opts["size"]) if "size" in opts else None,
+        faces,
+        opts.get("detector"),
+        _float(opts, "margin", 0.4, 0.0, 2.0),
+        _float(opts, "feather", 0.25, 0.01, 1.0),
+        _float(opts, "strength", 1.0, 0.0, 1.0),
+        video=kind == "video",
+    )
+    dst = Path(opts.get("output") or default_output(src, kind))
+    if kind == "folder":
+        result = stylize_folder(fn, src, dst, progress)
+        print(
+            f"wrote {result['written']} images to {dst}"
+            + (f"; {len(result['failed'])} unreadable, skipped" if result["failed"] else "")
+        )
+        return 1 if result["failed"] and not result["written"] else 0
+    if kind == "video":
+        info = stylize_video(fn, src, dst, progress)
+        print(
+            f"wrote {dst}: {info['frames']} frames at {info['fps']:.3g} fps, "
+            f"{info['size'][0]}x{info['size'][1]}, audio {'kept' if info['audio'] else 'none'}"
+        )
+        return 0
+    if dst.is_dir() or not dst.suffix:
+        dst = dst / src.name
+    stylize_image(fn, src, dst)
+    note = f" ({fn.last_count} face(s))" if faces else ""
+    print(f"wrote {dst}{note}")
+    return 0
