@@ -62,10 +62,18 @@ def tiny_overrides():
 
     def build(root: Path, run_dir: Path, steps: int = 2) -> list[str]:
         return [
-            f"data.root={root}", "data.size=32", "data.batch_size=2", f"run_dir={run_dir}",
-            "model.weights=none", "loss.vgg_weights=none", f"trainer.max_steps={steps}",
-            "trainer.val_every_n_steps=1", "trainer.checkpoint_every_n_steps=1",
-            "trainer.num_sanity_val_steps=0", "grid.n_samples=2", "grid.tile=32",
+            f"data.root={root}",
+            "data.size=32",
+            "data.batch_size=2",
+            f"run_dir={run_dir}",
+            "model.weights=none",
+            "loss.vgg_weights=none",
+            f"trainer.max_steps={steps}",
+            "trainer.val_every_n_steps=1",
+            "trainer.checkpoint_every_n_steps=1",
+            "trainer.num_sanity_val_steps=0",
+            "grid.n_samples=2",
+            "grid.tile=32",
             "loss.layer_weights={relu1_2: 1.0, relu2_2: 1.0}",
             "loss.style_layer_weights={relu1_2: 1.0, relu2_2: 1.0}",
         ]
@@ -80,10 +88,18 @@ def tiny_run(tmp_path_factory, synthetic_root) -> Path:
 
     run_dir = tmp_path_factory.mktemp("runs") / "unetplusplus__mobilenetv3_large_100"
     overrides = [
-        f"data.root={synthetic_root}", "data.size=32", "data.batch_size=2", f"run_dir={run_dir}",
-        "model.weights=none", "loss.vgg_weights=none", "trainer.max_steps=2",
-        "trainer.val_every_n_steps=1", "trainer.checkpoint_every_n_steps=1",
-        "trainer.num_sanity_val_steps=0", "grid.n_samples=2", "grid.tile=32",
+        f"data.root={synthetic_root}",
+        "data.size=32",
+        "data.batch_size=2",
+        f"run_dir={run_dir}",
+        "model.weights=none",
+        "loss.vgg_weights=none",
+        "trainer.max_steps=2",
+        "trainer.val_every_n_steps=1",
+        "trainer.checkpoint_every_n_steps=1",
+        "trainer.num_sanity_val_steps=0",
+        "grid.n_samples=2",
+        "grid.tile=32",
     ]
     cfg, run_dir, ckpt = prepare(overrides)
     return train(cfg, run_dir, ckpt_path=ckpt, overrides=overrides)
@@ -94,11 +110,19 @@ def tiny_checkpoint(tiny_run) -> Path:
     return tiny_run / "checkpoints" / "best.ckpt"
 
 
-def run_cli(*args: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, timeout: float = 300, env: dict | None = None
+) -> subprocess.CompletedProcess:
     """Run `python -m toonclip.cli ARGS` in a subprocess; returns the completed process."""
     full_env = {**os.environ, "TOONCLIP_OFFLINE": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "toonclip.cli", *args], capture_output=True,
-                          text=True, timeout=timeout, env=full_env, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "toonclip.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+        cwd=REPO,
+    )
 
 
 def error_line(proc: subprocess.CompletedProcess) -> str:

@@ -9,9 +9,18 @@ from conftest import run_cli
 
 def test_bench_train_reports_data_plain_and_toonclip(tmp_path, synthetic_root):
     out = tmp_path / "bench.json"
-    proc = run_cli("bench-train", "size=32", "batch=2", "steps=2", "warmup=1", "rounds=1",
-                   f"data.root={synthetic_root}", f"out={out}",
-                   "loss.layer_weights={relu1_2: 1.0}", "loss.style_layer_weights={relu1_2: 1.0}")
+    proc = run_cli(
+        "bench-train",
+        "size=32",
+        "batch=2",
+        "steps=2",
+        "warmup=1",
+        "rounds=1",
+        f"data.root={synthetic_root}",
+        f"out={out}",
+        "loss.layer_weights={relu1_2: 1.0}",
+        "loss.style_layer_weights={relu1_2: 1.0}",
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "| ratio toonclip / plain |" in proc.stdout
     result = json.loads(out.read_text())

@@ -16,8 +16,13 @@ def test_every_experiment_composes_into_a_trainer(experiment, tmp_path):
     cfg = compose([f"experiment={experiment}"] if experiment else [])
     assert cfg.data.size % 32 == 0
     kwargs = trainer_kwargs(cfg)
-    kwargs.update(accelerator="cpu", precision="32-true", logger=False, enable_checkpointing=False,
-                  default_root_dir=tmp_path)
+    kwargs.update(
+        accelerator="cpu",
+        precision="32-true",
+        logger=False,
+        enable_checkpointing=False,
+        default_root_dir=tmp_path,
+    )
     L.Trainer(**kwargs)  # Lightning accepts every key
 
 
@@ -36,9 +41,18 @@ def test_loss_config_instantiates_the_loss():
 
 
 def test_required_overrides_from_the_issue_apply():
-    cfg = compose(["data.root=/x", "data.size=64", "data.batch_size=3", "model.arch=unet",
-                   "model.encoder=resnet18", "trainer.max_steps=7", "trainer.max_epochs=2",
-                   "run_dir=/tmp/r"])
+    cfg = compose(
+        [
+            "data.root=/x",
+            "data.size=64",
+            "data.batch_size=3",
+            "model.arch=unet",
+            "model.encoder=resnet18",
+            "trainer.max_steps=7",
+            "trainer.max_epochs=2",
+            "run_dir=/tmp/r",
+        ]
+    )
     assert (cfg.data.root, cfg.data.size, cfg.data.batch_size) == ("/x", 64, 3)
     assert (cfg.model.arch, cfg.model.encoder) == ("unet", "resnet18")
     assert (cfg.trainer.max_steps, cfg.trainer.max_epochs, cfg.run_dir) == (7, 2, "/tmp/r")

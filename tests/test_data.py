@@ -7,9 +7,9 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import make_pairs
 from PIL import Image
 
-from conftest import make_pairs
 from toonclip.data import cache as cache_mod
 from toonclip.data.augment import PairAugment
 from toonclip.data.cache import build_cache
@@ -18,9 +18,16 @@ from toonclip.data.io import load_rgb
 from toonclip.data.pairs import find_pairs, split_pairs
 from toonclip.errors import DataError
 
-AUG = {"crop_scale": [0.5, 1.0], "crop_ratio": [0.9, 1.1], "hflip_p": 0.5, "affine_p": 1.0,
-       "rotate": 20, "scale": [0.9, 1.1], "translate": 0.05,
-       "color_jitter": {"brightness": 0.3, "contrast": 0.3, "saturation": 0.3, "hue": 0.05, "p": 1.0}}
+AUG = {
+    "crop_scale": [0.5, 1.0],
+    "crop_ratio": [0.9, 1.1],
+    "hflip_p": 0.5,
+    "affine_p": 1.0,
+    "rotate": 20,
+    "scale": [0.9, 1.1],
+    "translate": 0.05,
+    "color_jitter": {"brightness": 0.3, "contrast": 0.3, "saturation": 0.3, "hue": 0.05, "p": 1.0},
+}
 
 
 def test_pairs_match_by_stem_across_extensions_and_warn_on_orphans(tmp_path, caplog):
@@ -63,7 +70,7 @@ def test_every_image_becomes_rgb(tmp_path, mode):
     rgb = np.random.default_rng(0).integers(0, 255, (16, 20, 3), dtype=np.uint8)
     img = Image.fromarray(rgb)
     if mode == "I;16":
-        img = Image.fromarray((rgb[..., 0].astype(np.uint16) * 257))
+        img = Image.fromarray(rgb[..., 0].astype(np.uint16) * 257)
     else:
         img = img.convert(mode)
     path = tmp_path / ("x.tif" if mode == "CMYK" else "x.png")
@@ -96,7 +103,9 @@ def test_bad_image_error_names_file_and_skip_bad_counts(tmp_path, caplog):
 
 def test_pairs_of_different_sizes_are_resized_with_warning(tmp_path, caplog):
     root = make_pairs(tmp_path, n=2, size=64)
-    Image.open(root / "comics_heroes" / "face_000.png").resize((48, 48)).save(root / "comics_heroes" / "face_000.png")
+    Image.open(root / "comics_heroes" / "face_000.png").resize((48, 48)).save(
+        root / "comics_heroes" / "face_000.png"
+    )
     with caplog.at_level(logging.WARNING):
         faces, cartoons, _ = build_cache(find_pairs(root), 32)
     assert cartoons.shape == faces.shape == (2, 32, 32, 3)
@@ -149,8 +158,17 @@ def test_geometry_is_replayed_on_the_cartoon():
 
 def test_photometric_changes_touch_the_face_only():
     face, cartoon = _marker_pair()
-    aug = PairAugment(96, {**AUG, "crop_scale": [1.0, 1.0], "crop_ratio": [1.0, 1.0], "hflip_p": 0.0,
-                           "affine_p": 0.0}, train=True)
+    aug = PairAugment(
+        96,
+        {
+            **AUG,
+            "crop_scale": [1.0, 1.0],
+            "crop_ratio": [1.0, 1.0],
+            "hflip_p": 0.0,
+            "affine_p": 0.0,
+        },
+        train=True,
+    )
     f, c = aug(face, cartoon)
     assert np.array_equal(c, cartoon)
     assert not np.array_equal(f, face)

@@ -12,8 +12,13 @@ LAYERS = {"relu1_2": 1.0, "relu2_2": 1.0}
 
 
 def make(**kw):
-    args = dict(layer_weights=LAYERS, perceptual_weight=1.0, style_weight=10.0, pixel_weight=1.0,
-                vgg_weights="none")
+    args = dict(
+        layer_weights=LAYERS,
+        perceptual_weight=1.0,
+        style_weight=10.0,
+        pixel_weight=1.0,
+        vgg_weights="none",
+    )
     args.update(kw)
     torch.manual_seed(0)
     return PerceptualStyleLoss(**args)
@@ -48,7 +53,10 @@ def test_gradient_reaches_prediction_only():
 def test_layer_weights_and_global_weights_scale_parts():
     pred, target = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)
     base = {k: v.item() for k, v in make()(pred, target)[1].items()}
-    doubled = {k: v.item() for k, v in make(style_weight=20.0, perceptual_weight=2.0)(pred, target)[1].items()}
+    doubled = {
+        k: v.item()
+        for k, v in make(style_weight=20.0, perceptual_weight=2.0)(pred, target)[1].items()
+    }
     assert doubled["style"] == pytest.approx(2 * base["style"], rel=1e-4)
     assert doubled["perceptual"] == pytest.approx(2 * base["perceptual"], rel=1e-4)
     _, only_first = make(layer_weights={"relu1_2": 1.0, "relu2_2": 0.0})(pred, target)
@@ -56,7 +64,9 @@ def test_layer_weights_and_global_weights_scale_parts():
 
 
 def test_zero_weight_terms_are_absent():
-    _, parts = make(style_weight=0.0, pixel_weight=0.0)(torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32))
+    _, parts = make(style_weight=0.0, pixel_weight=0.0)(
+        torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)
+    )
     assert set(parts) == {"perceptual"}
 
 

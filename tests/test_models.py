@@ -31,8 +31,21 @@ def test_encoder_names_resolve(name, expected):
     assert resolve_encoder(name) == expected
 
 
-@pytest.mark.parametrize("name", ["unetplusplus", "unet", "fpn", "linknet", "manet", "pan",
-                                  "pspnet", "deeplabv3", "deeplabv3plus", "UNet++"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "unetplusplus",
+        "unet",
+        "fpn",
+        "linknet",
+        "manet",
+        "pan",
+        "pspnet",
+        "deeplabv3",
+        "deeplabv3plus",
+        "UNet++",
+    ],
+)
 def test_flash_head_names_are_accepted(name):
     assert resolve_arch(name)
 
@@ -46,7 +59,9 @@ def test_unknown_encoder_lists_valid_names_and_nearest():
 
 
 def test_unknown_arch_lists_valid_names():
-    with pytest.raises(ConfigError, match=r"nearest: .*unetplusplus.*Valid: unetplusplus, unet, fpn"):
+    with pytest.raises(
+        ConfigError, match=r"nearest: .*unetplusplus.*Valid: unetplusplus, unet, fpn"
+    ):
         resolve_arch("unetpp")
 
 
@@ -76,7 +91,9 @@ def test_weights_from_local_file(tmp_path):
     torch.save(donor.net.encoder.model.state_dict(), path)  # a plain timm state dict
     gen = build_generator(weights=str(path))
     assert gen.weights_record.loaded == f"file:{path}"
-    for (name, a), b in zip(donor.net.encoder.state_dict().items(), gen.net.encoder.state_dict().values()):
+    for (name, a), b in zip(
+        donor.net.encoder.state_dict().items(), gen.net.encoder.state_dict().values(), strict=True
+    ):
         assert torch.equal(a, b), name
 
 

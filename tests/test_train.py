@@ -11,16 +11,24 @@ import time
 import numpy as np
 import pytest
 import torch
+from conftest import REPO, error_line, make_pairs, run_cli
 from PIL import Image
 
-from conftest import REPO, error_line, make_pairs, run_cli
 from toonclip.inference import Stylizer, load_checkpoint
 
 
 def test_run_folder_has_everything(tiny_run):
     assert tiny_run.name == "unetplusplus__mobilenetv3_large_100"
-    for name in ("config.yaml", "overrides.yaml", "metrics.csv", "val_files.txt", "summary.json",
-                 "checkpoints/best.ckpt", "checkpoints/last.ckpt", "grids/latest.png"):
+    for name in (
+        "config.yaml",
+        "overrides.yaml",
+        "metrics.csv",
+        "val_files.txt",
+        "summary.json",
+        "checkpoints/best.ckpt",
+        "checkpoints/last.ckpt",
+        "grids/latest.png",
+    ):
         assert (tiny_run / name).is_file(), name
     assert list((tiny_run / "tb").glob("events.out.tfevents.*"))
     assert len(list((tiny_run / "grids").glob("step_*.png"))) == 2  # validated after each step
@@ -52,12 +60,22 @@ def test_checkpoint_round_trips_through_inference(tiny_run, tiny_checkpoint):
 
 
 def test_predict_cli_on_file_and_folder(tiny_run, synthetic_root, tmp_path):
-    proc = run_cli("predict", f"ckpt={tiny_run}", f"input={synthetic_root / 'ffhq'}", f"output={tmp_path / 'o'}")
+    proc = run_cli(
+        "predict",
+        f"ckpt={tiny_run}",
+        f"input={synthetic_root / 'ffhq'}",
+        f"output={tmp_path / 'o'}",
+    )
     assert proc.returncode == 0, proc.stderr[-1500:]
     assert len(list((tmp_path / "o").glob("*.png"))) == 12
     one = synthetic_root / "ffhq" / "face_000.jpg"
-    proc = run_cli("predict", f"ckpt={tiny_run / 'checkpoints' / 'best.ckpt'}", f"input={one}",
-                   f"output={tmp_path / 'p'}", "mode=native")
+    proc = run_cli(
+        "predict",
+        f"ckpt={tiny_run / 'checkpoints' / 'best.ckpt'}",
+        f"input={one}",
+        f"output={tmp_path / 'p'}",
+        "mode=native",
+    )
     assert proc.returncode == 0 and (tmp_path / "p" / "face_000.png").is_file()
     assert Image.open(tmp_path / "p" / "face_000.png").size == Image.open(one).size
 
@@ -76,10 +94,14 @@ def test_bad_image_stops_before_training_with_one_line(tmp_path, tiny_overrides)
 
 @pytest.mark.parametrize(
     ("override", "needle"),
-    [("model.encoder=mobilenetv3_large_10O", "nearest: mobilenetv3_large_100"),
-     ("model.arch=unetpp", "model.arch")],
+    [
+        ("model.encoder=mobilenetv3_large_10O", "nearest: mobilenetv3_large_100"),
+        ("model.arch=unetpp", "model.arch"),
+    ],
 )
-def test_bad_names_fail_fast_without_a_run_folder(tmp_path, synthetic_root, tiny_overrides, override, needle):
+def test_bad_names_fail_fast_without_a_run_folder(
+    tmp_path, synthetic_root, tiny_overrides, override, needle
+):
     proc = run_cli("train", *tiny_overrides(synthetic_root, tmp_path / "run"), override)
     assert proc.returncode == 2 and needle in error_line(proc)
     assert not (tmp_path / "run").exists()
@@ -92,17 +114,31 @@ def test_existing_run_is_never_overwritten(tiny_run, synthetic_root, tiny_overri
 
 def test_killed_run_resumes_from_last_checkpoint(tmp_path, synthetic_root, tiny_overrides):
     run_dir = tmp_path / "run"
-    cmd = [sys.executable, "-m", "toonclip.cli", "train", *tiny_overrides(synthetic_root, run_dir, steps=500),
-           "trainer.val_every_n_steps=100", "trainer.log_every_n_steps=1"]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**__import__("os").environ, "TOONCLIP_OFFLINE": "1"})
+    cmd = [
+        sys.executable,
+        "-m",
+        "toonclip.cli",
+        "train",
+        *tiny_overrides(synthetic_root, run_dir, steps=500),
+        "trainer.val_every_n_steps=100",
+        "trainer.log_every_n_steps=1",
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**__import__("os").environ, "TOONCLIP_OFFLINE": "1"},
+    )
     last = run_dir / "checkpoints" / "last.ckpt"
     deadline = time.time() + 240
     step_at_kill = 0
     while time.time() < deadline and proc.poll() is None:
         if last.is_file():
             try:
-                step_at_kill = torch.load(last, map_location="cpu", weights_only=False)["global_step"]
+                step_at_kill = torch.load(last, map_location="cpu", weights_only=False)[
+                    "global_step"
+                ]
             except Exception:  # noqa: BLE001 - caught mid-write; try again
                 step_at_kill = 0
             if step_at_kill >= 3 and (run_dir / "metrics.csv").is_file():
@@ -135,8 +171,13 @@ def _logged_steps(run_dir) -> list[int]:
 
 
 def test_nan_loss_fails_with_one_line(tmp_path, synthetic_root, tiny_overrides):
-    proc = run_cli("train", *tiny_overrides(synthetic_root, tmp_path / "run"), "optim.optimizer.lr=1e30",
-                   "loss.pixel_weight=1e30", "trainer.gradient_clip_val=null")
+    proc = run_cli(
+        "train",
+        *tiny_overrides(synthetic_root, tmp_path / "run"),
+        "optim.optimizer.lr=1e30",
+        "loss.pixel_weight=1e30",
+        "trainer.gradient_clip_val=null",
+    )
     assert proc.returncode == 2
     assert "loss became" in error_line(proc)
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())

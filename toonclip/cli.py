@@ -14,15 +14,33 @@ from toonclip.errors import ToonclipError
 
 # name -> ("module:function", one-line help). Each function takes the remaining argv list.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("toonclip.training.run:cli", "train a model: toonclip train [experiment=NAME] [key=value ...]"),
-    "predict": ("toonclip.predict:cli", "cartoonise images: toonclip predict ckpt=FILE input=FILE|DIR output=DIR"),
+    "train": (
+        "toonclip.training.run:cli",
+        "train a model: toonclip train [experiment=NAME] [key=value ...]",
+    ),
+    "predict": (
+        "toonclip.predict:cli",
+        "cartoonise images: toonclip predict ckpt=FILE input=FILE|DIR output=DIR",
+    ),
     "data": ("toonclip.data.fetch:cli", "data tools: toonclip data fetch [dest=DIR]"),
     "bench-train": ("toonclip.training.bench:cli", "training img/s vs a plain PyTorch loop"),
-    "sweep": ("toonclip.sweep.cli:cli", "run a sweep: toonclip sweep FILE [out=DIR] [launcher=NAME]"),
-    "compare": ("toonclip.compare.cli:cli", "compare runs: toonclip compare SWEEP_DIR|RUN_DIR... [out=DIR]"),
-    "export": ("toonclip.export.cli:cli", "export: toonclip export ckpt=FILE format=onnx|coreml|tflite"),
+    "sweep": (
+        "toonclip.sweep.cli:cli",
+        "run a sweep: toonclip sweep FILE [out=DIR] [launcher=NAME]",
+    ),
+    "compare": (
+        "toonclip.compare.cli:cli",
+        "compare runs: toonclip compare SWEEP_DIR|RUN_DIR... [out=DIR]",
+    ),
+    "export": (
+        "toonclip.export.cli:cli",
+        "export: toonclip export ckpt=FILE format=onnx|coreml|tflite",
+    ),
     "bench": ("toonclip.export.bench:cli", "inference size/latency table: toonclip bench MODEL..."),
-    "stylize": ("toonclip.stylize.cli:cli", "stylise images, folders or videos: toonclip stylize MODEL input=..."),
+    "stylize": (
+        "toonclip.stylize.cli:cli",
+        "stylise images, folders or videos: toonclip stylize MODEL input=...",
+    ),
     "demo": ("toonclip.demo.app:cli", "Gradio demo: toonclip demo MODEL..."),
 }
 
@@ -66,7 +84,9 @@ def main(argv: list[str] | None = None) -> int:
 
         near = difflib.get_close_matches(name, COMMANDS, n=1)
         hint = f" (did you mean '{near[0]}'?)" if near else ""
-        print(f"error: unknown command '{name}'{hint}; valid: {', '.join(COMMANDS)}", file=sys.stderr)
+        print(
+            f"error: unknown command '{name}'{hint}; valid: {', '.join(COMMANDS)}", file=sys.stderr
+        )
         return 2
     _setup_logging()
     target, _ = COMMANDS[name]

@@ -42,8 +42,10 @@ def _explain(exc: Exception, overrides: list[str]) -> str:
     for override in overrides:
         key = override.lstrip("+~").split("=", 1)[0]
         value = override.split("=", 1)[1] if "=" in override else ""
-        if key in GROUPS and f"'{key}/{value}'" in text.replace('"', "'") or (
-            key in GROUPS and "Could not find" in text
+        if (
+            key in GROUPS
+            and f"'{key}/{value}'" in text.replace('"', "'")
+            or (key in GROUPS and "Could not find" in text)
         ):
             opts = group_options(key)
             near = difflib.get_close_matches(value, opts, n=1)

@@ -30,13 +30,17 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> tuple[Genera
     """
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"checkpoint {path} does not exist; pass ckpt=RUN_DIR/checkpoints/best.ckpt")
+        raise DataError(
+            f"checkpoint {path} does not exist; pass ckpt=RUN_DIR/checkpoints/best.ckpt"
+        )
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=False)
         cfg = OmegaConf.create(ckpt["hyper_parameters"]["cfg"])
         raw = ckpt["state_dict"]
     except Exception as exc:  # noqa: BLE001 - any failure means "not our checkpoint"
-        raise DataError(f"{path} is not a toonclip checkpoint: {type(exc).__name__}: {exc}") from exc
+        raise DataError(
+            f"{path} is not a toonclip checkpoint: {type(exc).__name__}: {exc}"
+        ) from exc
     generator = build_generator(cfg.model.arch, cfg.model.encoder, weights="none")
     state = {}
     for key, value in raw.items():
@@ -68,7 +72,9 @@ class Stylizer:
         self.size, self.mode, self.device = int(size), mode, device
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, mode: str = "resize", device: str = "cpu", size=None):
+    def from_checkpoint(
+        cls, path: str | Path, mode: str = "resize", device: str = "cpu", size=None
+    ):
         generator, cfg = load_checkpoint(resolve_checkpoint(path))
         return cls(generator, size or cfg.data.size, mode=mode, device=device)
 
@@ -76,7 +82,9 @@ class Stylizer:
     def __call__(self, image: np.ndarray) -> np.ndarray:
         h, w = image.shape[:2]
         # Decoded images are often read-only arrays; torch warns on those, so copy when needed.
-        x = torch.from_numpy(np.require(image, np.uint8, ["C_CONTIGUOUS", "WRITEABLE"])).to(self.device)
+        x = torch.from_numpy(np.require(image, np.uint8, ["C_CONTIGUOUS", "WRITEABLE"])).to(
+            self.device
+        )
         x = x.permute(2, 0, 1)[None].float().div_(255)
         if self.mode == "resize":
             x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", antialias=True)

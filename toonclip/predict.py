@@ -37,12 +37,17 @@ def cli(argv: list[str]) -> int:
         raise ConfigError(f"unknown option '{unknown[0]}' for predict; valid: {', '.join(OPTIONS)}")
     for key in ("ckpt", "input", "output"):
         if key not in opts:
-            raise ConfigError(f"predict needs {key}=...: toonclip predict ckpt=RUN_DIR/checkpoints/best.ckpt "
-                              "input=FILE|DIR output=DIR")
+            raise ConfigError(
+                f"predict needs {key}=...: toonclip predict ckpt=RUN_DIR/checkpoints/best.ckpt "
+                "input=FILE|DIR output=DIR"
+            )
     inputs = collect_inputs(Path(opts["input"]))
-    stylize = Stylizer.from_checkpoint(opts["ckpt"], mode=opts.get("mode", "resize"),
-                                       device=opts.get("device", "cpu"),
-                                       size=int(opts["size"]) if "size" in opts else None)
+    stylize = Stylizer.from_checkpoint(
+        opts["ckpt"],
+        mode=opts.get("mode", "resize"),
+        device=opts.get("device", "cpu"),
+        size=int(opts["size"]) if "size" in opts else None,
+    )
     out_dir = Path(opts["output"])
     out_dir.mkdir(parents=True, exist_ok=True)
     failed = []

@@ -61,7 +61,9 @@ def make_grid(
     if headers:
         draw = ImageDraw.Draw(canvas)
         for c, text in enumerate(headers):
-            draw.multiline_text((pad + c * (tile + pad) + 2, 3), text, fill=(0, 0, 0), font=_font(13))
+            draw.multiline_text(
+                (pad + c * (tile + pad) + 2, 3), text, fill=(0, 0, 0), font=_font(13)
+            )
     for r, row in enumerate(rows):
         for c, img in enumerate(row):
             x = pad + c * (tile + pad)

@@ -13,7 +13,6 @@ import albumentations as A
 import cv2
 import numpy as np
 
-
 # Used for any key the config leaves out (the config file holds the real defaults).
 DEFAULTS = {
     "crop_scale": (0.7, 1.0), "crop_ratio": (0.9, 1.1), "hflip_p": 0.5, "affine_p": 0.5,

@@ -35,7 +35,11 @@ def decode_at(path: Path, size: int) -> tuple[np.ndarray, tuple[int, int]]:
 
     try:
         with Image.open(path) as img:
-            original = ImageOps.exif_transpose(img).size[::-1] if img.getexif().get(0x0112) else img.size[::-1]
+            original = (
+                ImageOps.exif_transpose(img).size[::-1]
+                if img.getexif().get(0x0112)
+                else img.size[::-1]
+            )
             if img.format == "JPEG":
                 img.draft("RGB", (size, size))  # decode at reduced scale, still >= size
             img.load()
@@ -86,8 +90,15 @@ def build_cache(
         except DataError as exc:
             return pair, None, None, str(exc)
         if face_hw != cartoon_hw:
-            log.warning("pair %s: face is %dx%d but cartoon is %dx%d; both resized to %d px",
-                        pair.stem, face_hw[1], face_hw[0], cartoon_hw[1], cartoon_hw[0], size)
+            log.warning(
+                "pair %s: face is %dx%d but cartoon is %dx%d; both resized to %d px",
+                pair.stem,
+                face_hw[1],
+                face_hw[0],
+                cartoon_hw[1],
+                cartoon_hw[0],
+                size,
+            )
         return pair, face, cartoon, None
 
     # PIL releases the GIL while decoding, so threads give a real speed-up.

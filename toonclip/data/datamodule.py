@@ -66,7 +66,9 @@ class PairDataModule(L.LightningDataModule):
         from toonclip.errors import DataError
 
         if int(size) % 32:
-            raise DataError(f"data.size={size}: must be a multiple of 32 (the encoder downsamples 32x)")
+            raise DataError(
+                f"data.size={size}: must be a multiple of 32 (the encoder downsamples 32x)"
+            )
         self.root, self.faces_dir, self.cartoons_dir = root, faces_dir, cartoons_dir
         self.size, self.batch_size, self.num_workers = int(size), int(batch_size), int(num_workers)
         self.val_fraction, self.split_seed, self.skip_bad = val_fraction, split_seed, skip_bad
@@ -83,7 +85,9 @@ class PairDataModule(L.LightningDataModule):
         pairs = find_pairs(self.root, self.faces_dir, self.cartoons_dir)
         # Train crops are taken from a slightly larger image so random crops keep full detail.
         cache_size = int(math.ceil(self.size * self.cache_scale / 32) * 32)
-        faces, cartoons, kept = build_cache(pairs, cache_size, self.cache, self.cache_dir, self.skip_bad)
+        faces, cartoons, kept = build_cache(
+            pairs, cache_size, self.cache, self.cache_dir, self.skip_bad
+        )
         # Split after skipping bad files, so a skipped pair never leaves validation empty.
         self.train_pairs, self.val_pairs = split_pairs(kept, self.val_fraction, self.split_seed)
         index = {p.stem: i for i, p in enumerate(kept)}
@@ -94,7 +98,9 @@ class PairDataModule(L.LightningDataModule):
         vc = np.stack([resize(cartoons[i], self.size) for i in vi])
         self.train_set = PairDataset(tf, tc, PairAugment(self.size, self.augment_cfg, train=True))
         self.val_set = PairDataset(vf, vc, PairAugment(self.size, self.augment_cfg, train=False))
-        log.info("data: %d train / %d val pairs from %s at %d px", len(tf), len(vf), self.root, self.size)
+        log.info(
+            "data: %d train / %d val pairs from %s at %d px", len(tf), len(vf), self.root, self.size
+        )
         self._ready = True
 
     def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:

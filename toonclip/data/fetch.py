@@ -96,6 +96,8 @@ def verify(root: Path) -> int:
             except DataError:
                 bad.append(path.name)
     if bad:
-        raise DataError(f"{len(bad)} downloaded file(s) do not decode: {', '.join(bad[:5])}; "
-                        f"delete them and run toonclip data fetch again")
+        raise DataError(
+            f"{len(bad)} downloaded file(s) do not decode: {', '.join(bad[:5])}; "
+            f"delete them and run toonclip data fetch again"
+        )
     return len(pairs)

@@ -30,13 +30,17 @@ def _by_stem(folder: Path) -> dict[str, Path]:
     for path in sorted(folder.iterdir()):
         if is_image_file(path):
             if path.stem in found:
-                log.warning("%s: two files named %s.*; using %s", folder, path.stem, found[path.stem].name)
+                log.warning(
+                    "%s: two files named %s.*; using %s", folder, path.stem, found[path.stem].name
+                )
                 continue
             found[path.stem] = path
     return found
 
 
-def find_pairs(root: str | Path, faces_dir: str = "ffhq", cartoons_dir: str = "comics_heroes") -> list[Pair]:
+def find_pairs(
+    root: str | Path, faces_dir: str = "ffhq", cartoons_dir: str = "comics_heroes"
+) -> list[Pair]:
     """Pairs under `root` matched by file stem, sorted by stem. Warns about unmatched files."""
     root = Path(root).expanduser()
     if not root.is_dir():
@@ -47,11 +51,18 @@ def find_pairs(root: str | Path, faces_dir: str = "ffhq", cartoons_dir: str = "c
             raise DataError(f"{folder} is not a folder (set {option} or data.root); {FETCH_HINT}")
     face_files, cartoon_files = _by_stem(faces), _by_stem(cartoons)
     common = sorted(face_files.keys() & cartoon_files.keys())
-    unmatched = sorted((face_files.keys() ^ cartoon_files.keys()))
+    unmatched = sorted(face_files.keys() ^ cartoon_files.keys())
     if unmatched:
-        shown = ", ".join(unmatched[:10]) + (f" and {len(unmatched) - 10} more" if len(unmatched) > 10 else "")
-        log.warning("%d image(s) without a partner in %s / %s (ignored): %s",
-                    len(unmatched), faces, cartoons, shown)
+        shown = ", ".join(unmatched[:10]) + (
+            f" and {len(unmatched) - 10} more" if len(unmatched) > 10 else ""
+        )
+        log.warning(
+            "%d image(s) without a partner in %s / %s (ignored): %s",
+            len(unmatched),
+            faces,
+            cartoons,
+            shown,
+        )
     if not common:
         raise DataError(
             f"no pairs: no file stem appears in both {faces} and {cartoons}; "

@@ -36,7 +36,9 @@ class VGGFeatures(nn.Module):
         super().__init__()
         unknown = [name for name in layers if name not in VGG16_LAYERS]
         if unknown or not layers:
-            raise ConfigError(f"unknown VGG16 layer(s) {unknown} in loss layers; valid: {', '.join(VGG16_LAYERS)}")
+            raise ConfigError(
+                f"unknown VGG16 layer(s) {unknown} in loss layers; valid: {', '.join(VGG16_LAYERS)}"
+            )
         self.layers = sorted(layers, key=VGG16_LAYERS.get)
         self.index = {VGG16_LAYERS[name]: name for name in self.layers}
         features, self.weights_record = _load_vgg16(weights)
@@ -68,7 +70,9 @@ def _features() -> nn.Sequential:
 def _load_imagenet(weights: VGG16_Weights) -> nn.Sequential:
     features = _features()
     state = weights.get_state_dict(progress=True, check_hash=True)
-    features.load_state_dict({k[len("features.") :]: v for k, v in state.items() if k.startswith("features.")})
+    features.load_state_dict(
+        {k[len("features.") :]: v for k, v in state.items() if k.startswith("features.")}
+    )
     return features
 
 

@@ -36,7 +36,11 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {
     "deeplabv3plus": smp.DeepLabV3Plus,
     "upernet": smp.UPerNet,
 }
-ALIASES = {"unet++": "unetplusplus", "unet_plus_plus": "unetplusplus", "deeplabv3+": "deeplabv3plus"}
+ALIASES = {
+    "unet++": "unetplusplus",
+    "unet_plus_plus": "unetplusplus",
+    "deeplabv3+": "deeplabv3plus",
+}
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -181,5 +185,7 @@ def load_generator_state(generator: Generator, state: dict) -> None:
     try:
         generator.load_state_dict(state)
     except RuntimeError as exc:
-        raise WeightsError(f"checkpoint does not match {generator.arch}/{generator.encoder}: "
-                           f"{str(exc).splitlines()[0]}") from exc
+        raise WeightsError(
+            f"checkpoint does not match {generator.arch}/{generator.encoder}: "
+            f"{str(exc).splitlines()[0]}"
+        ) from exc

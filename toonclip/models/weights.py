@@ -115,7 +115,8 @@ def load_matching(module: torch.nn.Module, state: dict, path: str, component: st
         cand = {
             k[len(prefix) :]: v
             for k, v in state.items()
-            if k.startswith(prefix) and k[len(prefix) :] in own
+            if k.startswith(prefix)
+            and k[len(prefix) :] in own
             and own[k[len(prefix) :]].shape == v.shape
         }
         if len(cand) > len(best):

@@ -95,10 +95,18 @@ def lightning_loop(cfg, batches: list[dict], warmup: int) -> float:
     module = ToonModule(cfg)
     meter = Throughput(warmup=warmup)
     trainer = L.Trainer(
-        accelerator=cfg.trainer.accelerator, devices=1, precision=cfg.trainer.precision,
-        max_steps=len(batches), logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
-        gradient_clip_val=cfg.trainer.gradient_clip_val, callbacks=[meter],
+        accelerator=cfg.trainer.accelerator,
+        devices=1,
+        precision=cfg.trainer.precision,
+        max_steps=len(batches),
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        gradient_clip_val=cfg.trainer.gradient_clip_val,
+        callbacks=[meter],
     )
     trainer.fit(module, train_dataloaders=_Replay(batches))
     return meter.img_per_s
@@ -121,8 +129,13 @@ def cli(argv: list[str]) -> int:
         raise ConfigError(f"unexpected argument '{positionals[0]}'; options are key=value")
     own = {k: type(v)(opts.pop(k)) if k in opts else v for k, v in OWN.items()}
     overrides = [f"{k}={v}" for k, v in opts.items()]
-    overrides += [f"data.size={own['size']}", f"data.batch_size={own['batch']}",
-                  "model.weights=none", "loss.vgg_weights=none", "optim.scheduler=null"]
+    overrides += [
+        f"data.size={own['size']}",
+        f"data.batch_size={own['batch']}",
+        "model.weights=none",
+        "loss.vgg_weights=none",
+        "optim.scheduler=null",
+    ]
     cfg = compose(overrides)
     if own["threads"]:
         torch.set_num_threads(own["threads"])
@@ -141,20 +154,32 @@ def cli(argv: list[str]) -> int:
                     break
         data_img_s = own["steps"] * own["batch"] / (time.perf_counter() - t0)
     accel = cfg.trainer.accelerator
-    device = torch.device("cuda" if accel in ("gpu", "cuda") or (accel == "auto" and torch.cuda.is_available()) else "cpu")
+    device = torch.device(
+        "cuda"
+        if accel in ("gpu", "cuda") or (accel == "auto" and torch.cuda.is_available())
+        else "cpu"
+    )
     plain, light = [], []
     for _ in range(own["rounds"]):
         plain.append(plain_loop(cfg, loader_batches, own["warmup"], device))
         light.append(lightning_loop(cfg, loader_batches, own["warmup"]))
     result = {
-        "arch": cfg.model.arch, "encoder": cfg.model.encoder, "size": own["size"],
-        "batch": own["batch"], "timed_steps": own["steps"], "warmup_steps": own["warmup"],
-        "rounds": own["rounds"], "device": str(device), "precision": cfg.trainer.precision,
-        "channels_last": bool(cfg.model.channels_last), "torch_threads": torch.get_num_threads(),
+        "arch": cfg.model.arch,
+        "encoder": cfg.model.encoder,
+        "size": own["size"],
+        "batch": own["batch"],
+        "timed_steps": own["steps"],
+        "warmup_steps": own["warmup"],
+        "rounds": own["rounds"],
+        "device": str(device),
+        "precision": cfg.trainer.precision,
+        "channels_last": bool(cfg.model.channels_last),
+        "torch_threads": torch.get_num_threads(),
         "data_img_per_s": round(data_img_s, 1),
         "plain_img_per_s": round(statistics.median(plain), 2),
         "toonclip_img_per_s": round(statistics.median(light), 2),
-        "plain_rounds": [round(x, 2) for x in plain], "toonclip_rounds": [round(x, 2) for x in light],
+        "plain_rounds": [round(x, 2) for x in plain],
+        "toonclip_rounds": [round(x, 2) for x in light],
     }
     result["ratio"] = round(result["toonclip_img_per_s"] / result["plain_img_per_s"], 3)
     print(_table(result))
@@ -164,13 +189,16 @@ def cli(argv: list[str]) -> int:
 
 
 def _table(r: dict) -> str:
-    return "\n".join([
-        f"bench-train: {r['arch']} / {r['encoder']}, {r['size']} px, batch {r['batch']}, "
-        f"{r['timed_steps']} timed steps after {r['warmup_steps']} warm-up, {r['rounds']} rounds, "
-        f"{r['device']}, {r['precision']}, channels_last={r['channels_last']}, threads {r['torch_threads']}",
-        "| what | img/s |", "|---|---|",
-        f"| data loading only (decode cache, augment, collate) | {r['data_img_per_s']} |",
-        f"| plain PyTorch loop (median of {r['plain_rounds']}) | {r['plain_img_per_s']} |",
-        f"| toonclip LightningModule + Trainer (median of {r['toonclip_rounds']}) | {r['toonclip_img_per_s']} |",
-        f"| ratio toonclip / plain | {r['ratio']} |",
-    ])
+    return "\n".join(
+        [
+            f"bench-train: {r['arch']} / {r['encoder']}, {r['size']} px, batch {r['batch']}, "
+            f"{r['timed_steps']} timed steps after {r['warmup_steps']} warm-up, {r['rounds']} rounds, "
+            f"{r['device']}, {r['precision']}, channels_last={r['channels_last']}, threads {r['torch_threads']}",
+            "| what | img/s |",
+            "|---|---|",
+            f"| data loading only (decode cache, augment, collate) | {r['data_img_per_s']} |",
+            f"| plain PyTorch loop (median of {r['plain_rounds']}) | {r['plain_img_per_s']} |",
+            f"| toonclip LightningModule + Trainer (median of {r['toonclip_rounds']}) | {r['toonclip_img_per_s']} |",
+            f"| ratio toonclip / plain | {r['ratio']} |",
+        ]
+    )

@@ -33,15 +33,20 @@ class ValidationGrid(L.Callback):
             pred = pl_module(batch["face"])
         faces, preds, targets = (to_uint8(t) for t in (batch["face"], pred, batch["cartoon"]))
         rows = [[faces[i], preds[i], targets[i]] for i in range(len(faces))]
-        grid = make_grid(rows, headers=["face", f"prediction\nstep {trainer.global_step}", "target"],
-                         tile=self.tile)
+        grid = make_grid(
+            rows,
+            headers=["face", f"prediction\nstep {trainer.global_step}", "target"],
+            tile=self.tile,
+        )
         self.out_dir.mkdir(parents=True, exist_ok=True)
         path = self.out_dir / f"step_{trainer.global_step:06d}.png"
         save_png(grid, path)
         shutil.copyfile(path, self.out_dir / "latest.png")
         for logger in trainer.loggers:
             if hasattr(logger.experiment, "add_image"):
-                logger.experiment.add_image("val/grid", grid, trainer.global_step, dataformats="HWC")
+                logger.experiment.add_image(
+                    "val/grid", grid, trainer.global_step, dataformats="HWC"
+                )
 
 
 class Throughput(L.Callback):

@@ -29,7 +29,9 @@ class ToonModule(L.LightningModule):
         cfg = OmegaConf.create(cfg) if isinstance(cfg, dict) else cfg
         self.save_hyperparameters({"cfg": OmegaConf.to_container(cfg, resolve=True)})
         self.cfg = cfg
-        self.generator = build_generator(cfg.model.arch, cfg.model.encoder, weights=cfg.model.weights)
+        self.generator = build_generator(
+            cfg.model.arch, cfg.model.encoder, weights=cfg.model.weights
+        )
         self.loss = instantiate(cfg.loss)
         self.val_psnr = PeakSignalNoiseRatio(data_range=1.0)
         self.val_ssim = StructuralSimilarityIndexMeasure(data_range=1.0)
@@ -38,7 +40,9 @@ class ToonModule(L.LightningModule):
     def configure_model(self) -> None:
         if self._channels_last:
             self.generator.to(memory_format=torch.channels_last)
-        if self.cfg.model.get("compile", False) and not isinstance(self.generator, torch._dynamo.eval_frame.OptimizedModule):
+        if self.cfg.model.get("compile", False) and not isinstance(
+            self.generator, torch._dynamo.eval_frame.OptimizedModule
+        ):
             self.generator = torch.compile(self.generator)
 
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
@@ -53,10 +57,22 @@ class ToonModule(L.LightningModule):
 
     def _log_parts(self, stage: str, total: torch.Tensor, parts: dict, batch_size: int) -> None:
         on_step = stage == "train"
-        self.log(f"{stage}/loss", total.detach(), prog_bar=True, on_step=on_step, on_epoch=not on_step,
-                 batch_size=batch_size)
+        self.log(
+            f"{stage}/loss",
+            total.detach(),
+            prog_bar=True,
+            on_step=on_step,
+            on_epoch=not on_step,
+            batch_size=batch_size,
+        )
         for name, value in parts.items():
-            self.log(f"{stage}/{name}", value, on_step=on_step, on_epoch=not on_step, batch_size=batch_size)
+            self.log(
+                f"{stage}/{name}",
+                value,
+                on_step=on_step,
+                on_epoch=not on_step,
+                batch_size=batch_size,
+            )
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         pred = self.generator(batch["face"])
@@ -96,4 +112,7 @@ class ToonModule(L.LightningModule):
         scheduler = instantiate(self.cfg.optim.scheduler)(
             optimizer, total_steps=self.trainer.estimated_stepping_batches
         )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }

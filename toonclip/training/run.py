@@ -30,8 +30,8 @@ from omegaconf import DictConfig, OmegaConf
 from toonclip.cli import split_args
 from toonclip.config import compose, to_yaml
 from toonclip.data.datamodule import PairDataModule
-from toonclip.errors import ConfigError
 from toonclip.data.pairs import find_pairs
+from toonclip.errors import ConfigError
 from toonclip.models import count_parameters, resolve_arch, resolve_encoder
 from toonclip.training import summary as S
 from toonclip.training.callbacks import Throughput, ValidationGrid
@@ -40,10 +40,15 @@ from toonclip.training.module import ToonModule
 log = logging.getLogger(__name__)
 # Expected in this design, so not worth a warning on every run: the loss's VGG is frozen in eval
 # mode; OnExceptionCheckpoint makes Lightning look for a fault-tolerant resume; tiny data sets.
-for _pattern in (r".*module\(s\) in eval mode.*", r".*was called without a model.*",
-                 r".*there is no last checkpoint available.*", r".*LeafSpec.*",
-                 r".*overridden `on_after_batch_transfer`.*", r".*smaller than the logging interval.*",
-                 r".*Experiment logs directory .* exists and is not empty.*"):
+for _pattern in (
+    r".*module\(s\) in eval mode.*",
+    r".*was called without a model.*",
+    r".*there is no last checkpoint available.*",
+    r".*LeafSpec.*",
+    r".*overridden `on_after_batch_transfer`.*",
+    r".*smaller than the logging interval.*",
+    r".*Experiment logs directory .* exists and is not empty.*",
+):
     warnings.filterwarnings("ignore", message=_pattern)
 # Keys of cfg.trainer that are ours, not lightning.Trainer arguments.
 OWN_TRAINER_KEYS = ("val_every_n_steps", "checkpoint_every_n_steps")
@@ -52,7 +57,9 @@ OWN_TRAINER_KEYS = ("val_every_n_steps", "checkpoint_every_n_steps")
 def cli(argv: list[str]) -> int:
     positionals, _ = split_args(argv)
     if positionals:
-        raise ConfigError(f"unexpected argument '{positionals[0]}': options are key=value, e.g. data.size=128")
+        raise ConfigError(
+            f"unexpected argument '{positionals[0]}': options are key=value, e.g. data.size=128"
+        )
     cfg, run_dir, ckpt = prepare(argv)
     train(cfg, run_dir, ckpt_path=ckpt, overrides=argv)
     return 0
@@ -86,7 +93,9 @@ def prepare(overrides: list[str]) -> tuple[DictConfig, Path, Path | None]:
     saved = run_dir / "overrides.yaml"
     last = run_dir / "checkpoints" / "last.ckpt"
     if not saved.is_file() or not last.is_file():
-        raise ConfigError(f"nothing to resume in {run_dir}: it needs overrides.yaml and checkpoints/last.ckpt")
+        raise ConfigError(
+            f"nothing to resume in {run_dir}: it needs overrides.yaml and checkpoints/last.ckpt"
+        )
     keep = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in ("resume", "run_dir")]
     cfg = compose(list(yaml.safe_load(saved.read_text()) or []) + keep)
     cfg.run_dir, cfg.resume = str(run_dir), False
@@ -114,11 +123,22 @@ def trainer_kwargs(cfg: DictConfig) -> dict:
 def build_trainer(cfg: DictConfig, run_dir: Path, extra_callbacks=()) -> L.Trainer:
     ckpt_dir = run_dir / "checkpoints"
     callbacks = [
-        ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/psnr", mode="max",
-                        save_top_k=1, auto_insert_metric_name=False, enable_version_counter=False),
+        ModelCheckpoint(
+            dirpath=ckpt_dir,
+            filename="best",
+            monitor="val/psnr",
+            mode="max",
+            save_top_k=1,
+            auto_insert_metric_name=False,
+            enable_version_counter=False,
+        ),
         # last.ckpt every N steps: a killed run loses at most N steps.
-        ModelCheckpoint(dirpath=ckpt_dir, save_top_k=0, save_last=True,
-                        every_n_train_steps=int(cfg.trainer.checkpoint_every_n_steps)),
+        ModelCheckpoint(
+            dirpath=ckpt_dir,
+            save_top_k=0,
+            save_last=True,
+            every_n_train_steps=int(cfg.trainer.checkpoint_every_n_steps),
+        ),
         OnExceptionCheckpoint(dirpath=ckpt_dir, filename="last"),
         ValidationGrid(run_dir / "grids", n_samples=cfg.grid.n_samples, tile=cfg.grid.tile),
         LearningRateMonitor(logging_interval="step"),
@@ -127,11 +147,17 @@ def build_trainer(cfg: DictConfig, run_dir: Path, extra_callbacks=()) -> L.Train
     ]
     loggers = [
         # Flushed as often as last.ckpt is written, so a crash loses no logged history.
-        CSVLogger(save_dir=run_dir, name="", version="",
-                  flush_logs_every_n_steps=int(cfg.trainer.checkpoint_every_n_steps)),
+        CSVLogger(
+            save_dir=run_dir,
+            name="",
+            version="",
+            flush_logs_every_n_steps=int(cfg.trainer.checkpoint_every_n_steps),
+        ),
         TensorBoardLogger(save_dir=run_dir, name="tb", version="", default_hp_metric=False),
     ]
-    return L.Trainer(default_root_dir=run_dir, callbacks=callbacks, logger=loggers, **trainer_kwargs(cfg))
+    return L.Trainer(
+        default_root_dir=run_dir, callbacks=callbacks, logger=loggers, **trainer_kwargs(cfg)
+    )
 
 
 def train(cfg: DictConfig, run_dir: Path, ckpt_path: Path | None = None, overrides=()) -> Path:
@@ -141,10 +167,18 @@ def train(cfg: DictConfig, run_dir: Path, ckpt_path: Path | None = None, overrid
     (run_dir / "config.yaml").write_text(to_yaml(cfg))
     if ckpt_path is None:
         (run_dir / "overrides.yaml").write_text(yaml.safe_dump([str(o) for o in overrides]))
-    summary = {"name": run_dir.name, "arch": cfg.model.arch, "encoder": cfg.model.encoder,
-               "status": "running", "error": None, "size": cfg.data.size, "run_dir": str(run_dir),
-               "started": datetime.now().isoformat(timespec="seconds"),
-               "versions": S.versions(), "git_commit": S.git_commit()}
+    summary = {
+        "name": run_dir.name,
+        "arch": cfg.model.arch,
+        "encoder": cfg.model.encoder,
+        "status": "running",
+        "error": None,
+        "size": cfg.data.size,
+        "run_dir": str(run_dir),
+        "started": datetime.now().isoformat(timespec="seconds"),
+        "versions": S.versions(),
+        "git_commit": S.git_commit(),
+    }
     S.write_summary(run_dir / "summary.json", summary)
     throughput = Throughput()
     t0 = time.perf_counter()
@@ -154,10 +188,16 @@ def train(cfg: DictConfig, run_dir: Path, ckpt_path: Path | None = None, overrid
         datamodule.setup("fit")
         datamodule.write_val_files(run_dir / "val_files.txt")
         module = ToonModule(cfg)
-        summary.update(params=count_parameters(module.generator),
-                       gflops=round(S.gflops(module.generator, cfg.summary.flops_size or cfg.data.size), 3),
-                       weights={"encoder": module.generator.weights_record.to_dict(),
-                                "vgg16": module.loss.weights_record.to_dict() if getattr(module.loss, "weights_record", None) else None})
+        summary.update(
+            params=count_parameters(module.generator),
+            gflops=round(S.gflops(module.generator, cfg.summary.flops_size or cfg.data.size), 3),
+            weights={
+                "encoder": module.generator.weights_record.to_dict(),
+                "vgg16": module.loss.weights_record.to_dict()
+                if getattr(module.loss, "weights_record", None)
+                else None,
+            },
+        )
         S.write_summary(run_dir / "summary.json", summary)
         if ckpt_path is not None:
             _set_aside_metrics(run_dir)
@@ -170,21 +210,29 @@ def train(cfg: DictConfig, run_dir: Path, ckpt_path: Path | None = None, overrid
         if trainer.interrupted:
             raise KeyboardInterrupt
     except BaseException as exc:
-        summary.update(status="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
-                       error=(str(exc).splitlines() or [type(exc).__name__])[0][:500],
-                       train_time_s=round(time.perf_counter() - t0, 1))
+        summary.update(
+            status="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
+            error=(str(exc).splitlines() or [type(exc).__name__])[0][:500],
+            train_time_s=round(time.perf_counter() - t0, 1),
+        )
         S.write_summary(run_dir / "summary.json", summary)
         raise
-    summary.update(status="finished", global_step=trainer.global_step,
-                   best=S.best_metrics(run_dir / "metrics.csv"),
-                   train_time_s=round(time.perf_counter() - t0, 1),
-                   train_img_per_s=round(throughput.img_per_s, 2) if throughput.img_per_s else None,
-                   finished=datetime.now().isoformat(timespec="seconds"))
+    summary.update(
+        status="finished",
+        global_step=trainer.global_step,
+        best=S.best_metrics(run_dir / "metrics.csv"),
+        train_time_s=round(time.perf_counter() - t0, 1),
+        train_img_per_s=round(throughput.img_per_s, 2) if throughput.img_per_s else None,
+        finished=datetime.now().isoformat(timespec="seconds"),
+    )
     S.write_summary(run_dir / "summary.json", summary)
     best = summary["best"]
-    print(f"\nrun folder: {run_dir}\n  grids:   {run_dir / 'grids'} (latest.png)\n"
-          f"  best:    val/psnr {best.get('val/psnr')}  val/ssim {best.get('val/ssim')}\n"
-          f"  weights: {run_dir / 'checkpoints' / 'best.ckpt'}", file=sys.stderr)
+    print(
+        f"\nrun folder: {run_dir}\n  grids:   {run_dir / 'grids'} (latest.png)\n"
+        f"  best:    val/psnr {best.get('val/psnr')}  val/ssim {best.get('val/ssim')}\n"
+        f"  weights: {run_dir / 'checkpoints' / 'best.ckpt'}",
+        file=sys.stderr,
+    )
     return run_dir
 
 

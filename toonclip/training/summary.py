@@ -10,8 +10,17 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-PACKAGES = ("toonclip", "torch", "torchvision", "lightning", "segmentation-models-pytorch", "timm",
-            "albumentations", "hydra-core", "torchmetrics")
+PACKAGES = (
+    "toonclip",
+    "torch",
+    "torchvision",
+    "lightning",
+    "segmentation-models-pytorch",
+    "timm",
+    "albumentations",
+    "hydra-core",
+    "torchmetrics",
+)
 
 
 def gflops(model: torch.nn.Module, size: int) -> float:
@@ -41,10 +50,21 @@ def git_commit() -> str | None:
     """HEAD of the repository holding this package (plus '-dirty' with uncommitted changes)."""
     root = Path(__file__).resolve().parents[2]
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                                text=True, timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
         return commit + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return None
@@ -73,8 +93,11 @@ def best_metrics(metrics_csv: Path, key: str = "val/psnr") -> dict:
         with open(metrics_csv, newline="") as f:
             for row in csv.DictReader(f):
                 if row.get(key) and (not best or float(row[key]) > best[key]):
-                    best = {k: round(float(v), 4) for k, v in row.items()
-                            if k.startswith("val/") and v not in ("", None)}
+                    best = {
+                        k: round(float(v), 4)
+                        for k, v in row.items()
+                        if k.startswith("val/") and v not in ("", None)
+                    }
                     best["step"] = int(float(row.get("step") or 0))
     except OSError:
         return {}
