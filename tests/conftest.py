@@ -9,11 +9,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
+
+torch.set_num_threads(1)
 
 # Tests never touch the network: weights policies that would download fall back at once.
 os.environ.setdefault("TOONCLIP_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# One intra-op thread per process: the tests' tensors are tiny, and OpenMP's spin-waiting makes
+# 2 threads on 2 shared cores many times slower than 1 whenever anything else is running.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data" / "comics-heroes"

@@ -182,3 +182,76 @@ def test_nan_loss_fails_with_one_line(tmp_path, synthetic_root, tiny_overrides):
     assert "loss became" in error_line(proc)
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["status"] == "failed" and "loss became" in summary["error"]
+
+
+def _train_in_process(overrides: list[str]):
+    from toonclip.training.run import prepare, train
+
+    cfg, run_dir, ckpt = prepare(overrides)
+    return train(cfg, run_dir, ckpt_path=ckpt, overrides=overrides)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        ["model.channels_last=true"],
+        # bf16 autocast on this CPU is slow (minutes for one step on 2 busy cores)
+        pytest.param(
+            ["trainer.precision=bf16-mixed", "model.channels_last=true"], marks=pytest.mark.slow
+        ),
+    ],
+)
+def test_precision_and_channels_last_options_train(
+    tmp_path, synthetic_root, tiny_overrides, options
+):
+    run = _train_in_process(
+        [
+            *tiny_overrides(synthetic_root, tmp_path / "run", steps=1),
+            "trainer.accelerator=cpu",
+            *options,
+        ]
+    )
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["global_step"] == 1
+    assert (run / "checkpoints" / "best.ckpt").is_file()
+
+
+@pytest.mark.slow
+def test_torch_compile_option_trains_and_checkpoint_loads(tmp_path, synthetic_root, tiny_overrides):
+    run = _train_in_process(
+        [*tiny_overrides(synthetic_root, tmp_path / "run", steps=2), "model.compile=true"]
+    )
+    generator, _ = load_checkpoint(run / "checkpoints" / "last.ckpt")  # `_orig_mod.` prefix handled
+    assert generator(torch.rand(1, 3, 32, 32)).shape == (1, 3, 32, 32)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not (REPO.parent / "shared/data/comics-heroes/ffhq").is_dir(), reason="no shared data"
+)
+def test_smoke_experiment_on_the_shared_data(tmp_path):
+    run = _train_in_process(
+        [
+            "experiment=smoke",
+            f"data.root={REPO.parent / 'shared/data/comics-heroes'}",
+            f"run_dir={tmp_path / 'run'}",
+        ]
+    )
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "finished" and len(list((run / "grids").glob("step_*.png"))) == 2
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpu_bf16_channels_last_training(tmp_path, synthetic_root, tiny_overrides):
+    run = _train_in_process(
+        [
+            *tiny_overrides(synthetic_root, tmp_path / "run", steps=4),
+            "trainer.accelerator=gpu",
+            "trainer.precision=bf16-mixed",
+            "model.channels_last=true",
+            "data.size=64",
+        ]
+    )
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["train_img_per_s"] > 0
