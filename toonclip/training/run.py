@@ -210,9 +210,14 @@ def train(cfg: DictConfig, run_dir: Path, ckpt_path: Path | None = None, overrid
         if trainer.interrupted:
             raise KeyboardInterrupt
     except BaseException as exc:
+        # Ctrl-C, or SIGTERM from a scheduler (Lightning raises SIGTERMException, a SystemExit).
+        stopped = isinstance(exc, (KeyboardInterrupt, SystemExit))
+        message = (str(exc).splitlines() or [""])[0][:500] or type(exc).__name__
+        if stopped:
+            message = f"stopped ({type(exc).__name__}); continue with: toonclip train run_dir={run_dir} resume=true"
         summary.update(
-            status="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
-            error=(str(exc).splitlines() or [type(exc).__name__])[0][:500],
+            status="interrupted" if stopped else "failed",
+            error=message,
             train_time_s=round(time.perf_counter() - t0, 1),
         )
         S.write_summary(run_dir / "summary.json", summary)
