@@ -1,0 +1,227 @@
+"""`toonclip compare`: grids, tables, Pareto plot and the page, on real tiny runs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from toonclip.cli import main
+from toonclip.compare.cli import compare
+from toonclip.compare.plot import pareto_front
+from toonclip.compare.runs import discover
+from toonclip.data.io import center_square, load_rgb, resize
+from toonclip.inference import Stylizer
+from toonclip.visual import fit
+
+CHROMIUM = Path("/usr/bin/chromium")
+TILE, PAD = 96, 2  # PAD: make_grid's default spacing
+
+
+def train_tiny(root: Path, run_dir: Path, arch: str, size: int) -> Path:
+    from toonclip.training.run import prepare, train
+
+    # As conftest's tiny_overrides, with 3 validation faces and a small encoder (fast saves).
+    overrides = [
+        f"data.root={root}", f"data.size={size}", "data.batch_size=2", "data.val_fraction=0.25",
+        f"run_dir={run_dir}", f"model.arch={arch}", "model.encoder=mobilenet_v2",
+        "model.weights=none", "loss.vgg_weights=none", "trainer.max_steps=2",
+        "trainer.val_every_n_steps=1", "trainer.checkpoint_every_n_steps=2",
+        "trainer.num_sanity_val_steps=0", "grid.n_samples=2", "grid.tile=32",
+        "loss.layer_weights={relu1_2: 1.0, relu2_2: 1.0}",
+        "loss.style_layer_weights={relu1_2: 1.0, relu2_2: 1.0}",
+    ]  # fmt: skip
+    cfg, run_dir, ckpt = prepare(overrides)
+    return train(cfg, run_dir, ckpt_path=ckpt, overrides=overrides)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, synthetic_root, tiny_run) -> list[Path]:
+    """A finished 64 px run, one that failed (NaN loss), and conftest's finished 32 px run."""
+    base = tmp_path_factory.mktemp("compare_runs")
+    fpn = train_tiny(synthetic_root, base / "fpn__mobilenet_v2", "fpn", 64)
+    failed = base / "linknet__efficientnet-b0"
+    failed.mkdir()
+    summary = {"name": failed.name, "arch": "linknet", "encoder": "efficientnet-b0",
+               "status": "failed", "error": "loss is NaN at step 3; lower optim.lr"}  # fmt: skip
+    (failed / "summary.json").write_text(json.dumps(summary))
+    return [fpn, failed, tiny_run]
+
+
+@pytest.fixture(scope="module")
+def compared(runs, synthetic_root, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("compare_out")
+    page = compare([str(r) for r in runs], out=out, faces=synthetic_root / "ffhq", n=3,
+                   tile=TILE, latency_runs=1, log=lambda m: None)  # fmt: skip
+    assert page == out / "index.html"
+    return out
+
+
+def read_rows(out: Path) -> list[dict]:
+    with open(out / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def tile_at(grid: np.ndarray, n_rows: int, row: int, col: int) -> np.ndarray:
+    head = grid.shape[0] - n_rows * TILE - (n_rows + 1) * PAD  # header band height
+    y, x = head + PAD + row * (TILE + PAD), PAD + col * (TILE + PAD)
+    return grid[y : y + TILE, x : x + TILE]
+
+
+def test_metrics_table(compared, runs):
+    rows = read_rows(compared)
+    assert [r["run"] for r in rows] == [r.name for r in runs]
+    assert [r["status"] for r in rows] == ["finished", "failed", "finished"]
+    for r, run in zip(rows, runs, strict=True):
+        summary = json.loads((run / "summary.json").read_text())
+        assert float(r["gflops_256"]) > 0 and float(r["latency_ms_256"]) > 0 and int(r["params"])
+        if r["status"] == "finished":
+            assert float(r["val_psnr"]) == pytest.approx(summary["best"]["val/psnr"])
+            assert float(r["val_ssim"]) == pytest.approx(summary["best"]["val/ssim"])
+            # GFLOPs grow about with pixels: 256 px vs the training size summary.json used
+            # (not exactly: squeeze-excite and pooled branches cost the same at any size).
+            scale = (256 / summary["size"]) ** 2
+            assert float(r["gflops_256"]) == pytest.approx(summary["gflops"] * scale, rel=0.05)
+            assert int(r["train_size"]) == summary["size"]
+    failed = rows[1]
+    assert failed["val_psnr"] == "" and failed["error"] == "loss is NaN at step 3; lower optim.lr"
+    md = (compared / "metrics.md").read_text().splitlines()
+    assert md[0].startswith("| run | arch | encoder | status | params (M) | GFLOPs @256 | PSNR")
+    assert sum(line.startswith("| ") for line in md) == 4
+    assert "FLOPs = 2 x MACs" in (compared / "metrics.md").read_text()
+
+
+def test_comparison_grid_keeps_faces_and_runs_aligned(compared, runs, synthetic_root):
+    grid = np.asarray(Image.open(compared / "compare_val.png").convert("RGB"))
+    n = 3  # data.val_fraction=0.25 of 12 pairs
+    assert grid.shape[1] == 5 * TILE + 6 * PAD  # face | target | 3 runs
+    assert grid.shape[0] > n * TILE + (n + 1) * PAD  # plus the header band
+    stems = (runs[0] / "val_files.txt").read_text().split()[:n]
+    # Columns 2 and 4: runs trained at 64 and 32 px; each sees the face at its own size.
+    models = {
+        2: (Stylizer.from_checkpoint(runs[0]), 64),
+        4: (Stylizer.from_checkpoint(runs[2]), 32),
+    }
+    for row, stem in enumerate(stems):
+        face = center_square(load_rgb(synthetic_root / "ffhq" / f"{stem}.jpg"))
+        target = center_square(load_rgb(synthetic_root / "comics_heroes" / f"{stem}.png"))
+        assert np.array_equal(tile_at(grid, n, row, 0), fit(face, TILE))
+        assert np.array_equal(tile_at(grid, n, row, 1), fit(target, TILE))
+        for col, (stylizer, size) in models.items():
+            assert stylizer.size == size
+            expected = fit(stylizer(np.array(resize(face, size))), TILE).astype(int)
+            assert np.abs(tile_at(grid, n, row, col).astype(int) - expected).max() <= 1
+        failed = tile_at(grid, n, row, 3)
+        assert tuple(failed[-3, -3]) == (90, 90, 90)  # the grey "failed" tile, not a crash
+
+    faces = np.asarray(Image.open(compared / "compare_faces.png").convert("RGB"))
+    assert faces.shape[1] == 4 * TILE + 5 * PAD  # face | 3 runs, no target column
+
+
+def test_pareto_strips_and_page(compared, runs):
+    assert Image.open(compared / "pareto.png").size[0] > 400
+    for run in (runs[0], runs[2]):
+        strip = Image.open(compared / "strips" / f"{run.name}.png")
+        assert strip.size[0] > strip.size[1]  # two grids (steps 1 and 2) side by side
+    assert not (compared / "strips" / f"{runs[1].name}.png").exists()
+    html = (compared / "index.html").read_text()
+    for src in ("pareto.png", "compare_val.png", "compare_faces.png", "metrics.csv",
+                f"strips/{runs[0].name}.png"):  # fmt: skip
+        assert f'"{src}"' in html
+    assert "loss is NaN at step 3" in html and "FLOPs = 2 x MACs" in html
+    assert "http" not in html.replace("http-equiv", "")  # self-contained: no external assets
+
+
+def test_pareto_front():
+    # (latency, quality): b is slower and worse than a; d is dominated by c.
+    points = [(100, 20.0), (150, 19.0), (200, 24.0), (300, 23.0), (50, 15.0)]
+    assert pareto_front(points) == [4, 0, 2]
+
+
+def test_discover_sweep_index_and_missing_member(runs, tmp_path):
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    shutil.copytree(runs[0], sweep / runs[0].name)
+    index = {"members": [
+        {"name": runs[0].name, "run_dir": runs[0].name, "status": "finished"},
+        {"name": "unet__bad", "run_dir": "unet__bad", "status": "failed", "error": "unknown"},
+    ]}  # fmt: skip
+    (sweep / "sweep_index.json").write_text(json.dumps(index))
+    found = discover([sweep, runs[0]])
+    assert [(r.status, r.path is not None) for r in found] == [
+        ("finished", True), ("failed", False), ("finished", True),
+    ]  # fmt: skip
+    # The same run name twice: the copy from the sweep is told apart by its parent folder.
+    assert found[0].name == f"sweep/{runs[0].name}" and found[1].error == "unknown"
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["{missing}"], "does not exist or is not a folder"),
+        (["{empty}"], "holds no runs"),
+        (["{run}", "tile=abc"], "tile=abc: use a whole number >= 32"),
+        (["{run}", "colour=red"], "unknown option 'colour'"),
+        (["{run}", "faces={missing}"], "is not a folder"),
+    ],
+)
+def test_cli_errors_are_one_line(runs, tmp_path, capsys, args, expected):
+    (tmp_path / "empty").mkdir()
+    paths = {"missing": tmp_path / "nope", "empty": tmp_path / "empty", "run": runs[0]}
+    argv = ["compare", *[a.format(**paths) for a in args], f"out={tmp_path / 'out'}"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and expected in err[0], err
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")
+def test_page_in_headless_chromium(compared):
+    from playwright.sync_api import sync_playwright
+
+    psnr = {r["run"]: float(r["val_psnr"]) for r in read_rows(compared) if r["val_psnr"]}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        try:
+            page = browser.new_page()
+            page.goto((compared / "index.html").as_uri())
+            page.wait_for_load_state("load")
+            images = page.eval_on_selector_all(
+                "img", "els => els.map(i => [i.getAttribute('src'), i.complete, i.naturalWidth])"
+            )
+            assert len(images) == 5, images  # pareto, 2 grids, 2 strips
+            assert all(ok and width > 0 for _, ok, width in images), images
+
+            def order():
+                return page.eval_on_selector_all(
+                    "#metrics tbody tr", "rs => rs.map(r => r.dataset.run)"
+                )
+
+            before = order()
+            page.click("#metrics th[data-key=val_psnr]")
+            ascending = order()
+            page.click("#metrics th[data-key=val_psnr]")
+            descending = order()
+        finally:
+            browser.close()
+    by_psnr = sorted(psnr, key=psnr.get)
+    failed = [r for r in before if r not in psnr]
+    assert ascending == by_psnr + failed  # runs without a PSNR stay at the bottom
+    assert descending == by_psnr[::-1] + failed
+    assert before not in (ascending, descending)  # the failed run started in the middle
+
+
+def test_gflops_counted_on_meta_match_a_cpu_pass():
+    import torch
+
+    from toonclip.compare.tables import count_gflops, count_gflops_cpu
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(),
+                              torch.nn.Conv2d(8, 3, 1)).eval()  # fmt: skip
+    expected = 2 * 256 * 256 * (8 * 3 * 9 + 3 * 8) / 1e9  # FLOPs = 2 x MACs, biases not counted
+    assert count_gflops(net) == pytest.approx(expected) == count_gflops_cpu(net)

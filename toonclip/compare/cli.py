@@ -1,0 +1,206 @@
+"""`toonclip compare SWEEP_DIR|RUN_DIR... [out=DIR] [faces=DIR] [n=N] [tile=PX] ...`.
+
+Writes into `out` (default `<SWEEP_DIR>/compare` for one input, else
+`experiments/compare/<timestamp>`):
+
+    index.html          everything below on one page, with a sortable metrics table
+    compare_val.png     fixed validation faces: face | target | one column per run
+    compare_faces.png   faces without targets (faces=DIR), one column per run
+    metrics.csv/.md     arch, encoder, params, GFLOPs@256, PSNR, SSIM, L1, loss, times, latency
+    pareto.png          PSNR against CPU latency at 256 px
+    strips/<run>.png    each run's validation grids over steps
+"""
+
+from __future__ import annotations
+
+import platform
+import re
+import time
+from pathlib import Path
+
+from toonclip.cli import split_args
+from toonclip.compare import grids as G
+from toonclip.compare.page import Page, write_page
+from toonclip.compare.plot import pareto_plot
+from toonclip.compare.runs import Run, discover
+from toonclip.compare.tables import Cost, measure, row, write_csv, write_markdown
+from toonclip.errors import ConfigError, DataError, ToonclipError
+from toonclip.inference import Stylizer, load_checkpoint
+from toonclip.visual import save_png
+
+USAGE = (
+    "usage: toonclip compare SWEEP_DIR|RUN_DIR... [out=DIR] [faces=DIR] [n=N] [tile=PX] "
+    "[data.root=DIR] [latency_runs=N] [threads=N] [strip_max=N]"
+)
+INTS = {"n": 1, "tile": 32, "latency_runs": 0, "threads": 1, "strip_max": 1}  # name -> minimum
+OPTIONS = {"out", "faces", "data.root", *INTS}
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _load(run: Run):
+    """(generator, training size, None), or (None, None, why there is no prediction)."""
+    if run.failed:
+        return None, None, run.error or run.status
+    ckpt = run.checkpoint
+    if ckpt is None:
+        return None, None, "no checkpoint yet" if run.status == "running" else "no checkpoint"
+    try:
+        generator, cfg = load_checkpoint(ckpt)
+    except ToonclipError as exc:
+        return None, None, f"checkpoint unreadable: {exc}"
+    return generator, int(cfg.data.size), None
+
+
+def _cost(run: Run, generator, cache: dict, latency_runs: int, threads: int) -> Cost:
+    # Cost depends only on the network, so runs of one (arch, encoder) are measured once.
+    key = (run.arch, run.encoder)
+    if key in cache:
+        return cache[key]
+    model = generator
+    if model is None and run.arch and run.encoder:
+        from toonclip.models import build_generator
+
+        try:
+            model = build_generator(run.arch, run.encoder, weights="none")
+        except Exception:  # noqa: BLE001 - a bad name or pair: the run has no cost, not a crash
+            model = None
+    cache[key] = measure(model, latency_runs, threads) if model is not None else Cost()
+    return cache[key]
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._+-]+", "_", name)
+
+
+def compare(
+    paths,
+    out=None,
+    faces=None,
+    n=None,
+    tile=160,
+    data_root=None,
+    latency_runs=5,
+    threads=2,
+    strip_max=8,
+    log=print,
+) -> Path:
+    """Compare runs; returns the path of the written index.html."""
+    runs = discover(paths)
+    if out is None:
+        single = len(paths) == 1 and Path(paths[0]).is_dir()
+        out = (
+            Path(paths[0]) / "compare"
+            if single
+            else (Path("experiments") / "compare" / time.strftime("%Y%m%d-%H%M%S"))
+        )
+    out = Path(out)
+    (out / "strips").mkdir(parents=True, exist_ok=True)
+    log(f"comparing {len(runs)} runs into {out}")
+    val_faces, val_targets, val_note = G.val_faces(runs, n, data_root)
+    test_faces, faces_note = [], ""
+    if faces:
+        if not Path(faces).is_dir():
+            raise DataError(f"faces={faces} is not a folder; pass a folder of face images")
+        test_faces, names = G.folder_faces(faces, n or 6)
+        faces_note = f"{len(test_faces)} images from {faces}: {', '.join(names)}"
+        if not test_faces:
+            faces_note = f"no images in {faces}"
+
+    width = max(8, tile // 7)  # characters per header line at the 13 px header font
+    cache: dict = {}
+    rows, val_cols, face_cols, strips = [], [], [], []
+    for run in runs:
+        generator, size, reason = _load(run)
+        head = G.header(run, width)
+        if generator is not None:
+            stylizer = Stylizer(generator, size)
+            val_cols.append((head, G.predict(stylizer, val_faces)))
+            face_cols.append((head, G.predict(stylizer, test_faces)))
+        else:
+            blank = G.failed_tile(run, tile, reason)
+            val_cols.append((head, [blank] * len(val_faces)))
+            face_cols.append((head, [blank] * len(test_faces)))
+        rows.append(row(run, _cost(run, generator, cache, latency_runs, threads)))
+        strip = G.learning_strip(run, strip_max)
+        text = f"status: {run.status}" + (f" — {run.error}" if run.failed and run.error else "")
+        if strip is None:
+            strips.append((run.name, text + " · no validation grids", None))
+        else:
+            save_png(strip, out / "strips" / f"{_slug(run.name)}.png")
+            strips.append((run.name, text, f"strips/{_slug(run.name)}.png"))
+        log(f"  {run.name}: {run.status}" + (f" ({reason})" if reason else ""))
+        del generator
+
+    notes = [
+        "GFLOPs @256: forward FLOPs of one 1x3x256x256 image, counted with "
+        "torch.utils.flop_counter.FlopCounterMode (FLOPs = 2 x MACs).",
+        (
+            f"CPU latency @256: median of {latency_runs} forward passes after one warm-up, "
+            f"torch.set_num_threads({threads}), on {_cpu_name()}."
+            if latency_runs
+            else "CPU latency not measured (latency_runs=0)."
+        ),
+        "PSNR, SSIM, L1, val loss: each run's best validation values (summary.json); "
+        "train px: training resolution.",
+        f"Grids: each face is center-cropped, resized to the run's training size, stylised, and "
+        f"shown at {tile} px, so runs trained at different sizes line up.",
+    ]
+    write_csv(rows, out / "metrics.csv")
+    write_markdown(rows, out / "metrics.md", note="\n\n".join(notes))
+    front = pareto_plot(rows, out / "pareto.png")
+    page = Page(
+        title="toonclip run comparison",
+        inputs=[str(p) for p in paths],
+        rows=rows,
+        notes=notes,
+        pareto="pareto.png",
+        front=front,
+        val_note=val_note,
+        faces_note=faces_note,
+        strips=strips,
+    )
+    if val_faces:
+        save_png(G.comparison_grid(val_faces, val_targets, val_cols, tile), out / "compare_val.png")
+        page.val_grid = "compare_val.png"
+    if test_faces:
+        save_png(G.comparison_grid(test_faces, None, face_cols, tile), out / "compare_faces.png")
+        page.faces_grid = "compare_faces.png"
+    write_page(page, out / "index.html")
+    log(f"comparison: {out / 'index.html'}")
+    return out / "index.html"
+
+
+def cli(argv: list[str]) -> int:
+    if argv and argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0
+    paths, options = split_args(argv)
+    unknown = sorted(set(options) - OPTIONS)
+    if unknown:
+        raise ConfigError(f"unknown option '{unknown[0]}'; {USAGE}")
+    kwargs = {}
+    for key, minimum in INTS.items():
+        if key in options:
+            try:
+                kwargs[key] = int(options[key])
+            except ValueError:
+                kwargs[key] = minimum - 1
+            if kwargs[key] < minimum:
+                raise ConfigError(f"{key}={options[key]}: use a whole number >= {minimum}")
+    compare(
+        paths,
+        out=options.get("out"),
+        faces=options.get("faces"),
+        data_root=options.get("data.root"),
+        **kwargs,
+    )
+    return 0

@@ -1,0 +1,158 @@
+"""Comparison grids (same faces in every row, one column per run) and per-run learning strips.
+
+Images are (H, W, 3) uint8 RGB throughout. Every run sees the same input faces: each face is
+center-cropped, resized to the run's training size, stylised, and fitted to the display tile, so
+runs trained at different sizes still line up.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from toonclip.compare.runs import Run, cfg_get
+from toonclip.data.io import center_square, is_image_file, load_rgb, resize
+from toonclip.inference import Stylizer
+from toonclip.visual import make_grid
+
+_STEP = re.compile(r"step_(\d+)\.png$")
+
+
+def _font(px: int):
+    try:
+        return ImageFont.load_default(size=px)
+    except TypeError:  # Pillow < 10.1 has no sized default font
+        return ImageFont.load_default()
+
+
+def _find_image(folder: Path, stem: str) -> Path | None:
+    matches = [p for p in folder.glob(f"{stem}.*") if is_image_file(p)]
+    return sorted(matches)[0] if matches else None
+
+
+def val_faces(runs: list[Run], n: int | None, root: str | None = None):
+    """(faces, targets, note): the first `n` validation pairs of the first run that lists them.
+
+    Every run of a sweep shares one split (same data and seed), so the reference run's
+    val_files.txt names faces that none of the runs trained on. `root` replaces data.root.
+    """
+    tried = []
+    for run in runs:
+        files = run.path / "val_files.txt" if run.path else None
+        if files is None or not files.is_file() or run.cfg is None:
+            continue
+        base = Path(root or cfg_get(run.cfg, "data.root") or "")
+        faces_dir = base / (cfg_get(run.cfg, "data.faces_dir") or "ffhq")
+        targets_dir = base / (cfg_get(run.cfg, "data.cartoons_dir") or "comics_heroes")
+        count = n or int(cfg_get(run.cfg, "grid.n_samples") or 6)
+        stems = [s.strip() for s in files.read_text().splitlines() if s.strip()][:count]
+        pairs = [(_find_image(faces_dir, s), _find_image(targets_dir, s)) for s in stems]
+        pairs = [(f, t) for f, t in pairs if f is not None and t is not None]
+        if pairs:
+            faces = [center_square(load_rgb(f)) for f, _ in pairs]
+            targets = [center_square(load_rgb(t)) for _, t in pairs]
+            return faces, targets, f"{len(pairs)} validation faces of {run.name} from {base}"
+        tried.append(str(base))
+    where = ", ".join(dict.fromkeys(tried)) or "no run folder has val_files.txt and config.yaml"
+    return [], [], f"validation faces not found ({where}); pass data.root=DIR"
+
+
+def folder_faces(folder: str | Path, n: int) -> tuple[list[np.ndarray], list[str]]:
+    """The first `n` images (by name) of a folder, center-cropped to squares."""
+    paths = sorted(p for p in Path(folder).iterdir() if is_image_file(p))[:n]
+    return [center_square(load_rgb(p)) for p in paths], [p.stem for p in paths]
+
+
+def predict(stylizer: Stylizer, faces: list[np.ndarray]) -> list[np.ndarray]:
+    """Each square face resized (area filter) to the run's training size, then stylised."""
+    # np.array copies: decoded images can be read-only, which torch.from_numpy warns about.
+    return [stylizer(np.array(resize(face, stylizer.size))) for face in faces]
+
+
+def header(run: Run, width: int) -> str:
+    """Column header: the run name wrapped to `width` characters, then its PSNR or status."""
+    lines = []
+    for part in run.name.split("__"):
+        lines += textwrap.wrap(part, width) or [""]
+    if run.status == "finished" and run.psnr is not None:
+        lines.append(f"PSNR {run.psnr:.2f} dB")
+    elif run.status == "finished":
+        lines.append("PSNR n/a")
+    else:
+        lines.append(run.status.upper())
+    return "\n".join(lines)
+
+
+def failed_tile(run: Run, tile: int, reason: str | None = None) -> np.ndarray:
+    """A grey (tile, tile, 3) uint8 tile saying why a run has no prediction."""
+    text = " ".join(str(reason or run.error or "no checkpoint").split())
+    max_lines = max(1, (tile - 30) // 15)
+    lines = textwrap.wrap(text, max(8, tile // 7), max_lines=max_lines, placeholder=" ...")
+    canvas = Image.new("RGB", (tile, tile), (90, 90, 90))
+    draw = ImageDraw.Draw(canvas)
+    title = run.status.upper() if run.failed else "NO PREDICTION"
+    draw.text((6, 6), title, fill=(255, 190, 190), font=_font(13))
+    draw.multiline_text((6, 26), "\n".join(lines), fill=(240, 240, 240), font=_font(11))
+    return np.asarray(canvas)
+
+
+def comparison_grid(
+    faces: list[np.ndarray],
+    targets: list[np.ndarray] | None,
+    columns: list[tuple[str, list[np.ndarray]]],
+    tile: int,
+) -> np.ndarray:
+    """Rows = faces; columns = face | target (if any) | one column per (header, images)."""
+    headers = ["face"] + (["target"] if targets else []) + [h for h, _ in columns]
+    rows = []
+    for i, face in enumerate(faces):
+        row = [face] + ([targets[i]] if targets else [])
+        rows.append(row + [images[i] for _, images in columns])
+    # Header lines take 16 px each in make_grid; pad them so all columns share one height.
+    height = max(h.count("\n") + 1 for h in headers)
+    headers = [h + "\n" * (height - h.count("\n") - 1) for h in headers]
+    return make_grid(rows, headers=headers, tile=tile)
+
+
+def grid_steps(run: Run) -> list[tuple[int, Path]]:
+    """(step, path) of the run's validation grids, oldest first (`latest.png` excluded)."""
+    if run.path is None or not (run.path / "grids").is_dir():
+        return []
+    found = [
+        (int(m.group(1)), p) for p in (run.path / "grids").iterdir() if (m := _STEP.search(p.name))
+    ]
+    return sorted(found)
+
+
+def learning_strip(run: Run, max_grids: int = 8, height: int = 256) -> np.ndarray | None:
+    """The run's validation grids side by side (each scaled to `height`), labelled by step.
+
+    At most `max_grids` grids, evenly spaced and always including the first and the last.
+    """
+    steps = grid_steps(run)
+    if not steps:
+        return None
+    if len(steps) > max_grids:
+        picks = np.linspace(0, len(steps) - 1, max_grids).round().astype(int)
+        steps = [steps[i] for i in dict.fromkeys(picks.tolist())]
+    images = []
+    for step, path in steps:
+        img = Image.fromarray(load_rgb(path))
+        width = max(1, round(img.width * height / img.height))
+        images.append((step, img.resize((width, height), Image.Resampling.BICUBIC)))
+    pad, label_h = 6, 20
+    canvas = Image.new(
+        "RGB",
+        (sum(i.width for _, i in images) + pad * (len(images) + 1), height + label_h + pad),
+        (255, 255, 255),
+    )
+    draw, x = ImageDraw.Draw(canvas), pad
+    for step, img in images:
+        draw.text((x + 2, 3), f"step {step}", fill=(0, 0, 0), font=_font(13))
+        canvas.paste(img, (x, label_h))
+        x += img.width + pad
+    return np.asarray(canvas)

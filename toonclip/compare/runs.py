@@ -1,0 +1,149 @@
+"""Finding the runs to compare: sweep folders (via their index), run folders, folders of runs."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from toonclip.errors import DataError
+
+INDEX_JSON = "sweep_index.json"
+
+
+@dataclass
+class Run:
+    """One column of the comparison. `path` is None for a sweep member that never got a folder."""
+
+    name: str
+    path: Path | None
+    status: str = "unknown"  # finished | failed | running | pending | interrupted | unknown
+    error: str | None = None
+    arch: str | None = None
+    encoder: str | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+    cfg: DictConfig | None = None
+
+    @property
+    def best(self) -> dict[str, Any]:
+        return self.summary.get("best") or {}
+
+    @property
+    def psnr(self) -> float | None:
+        value = self.best.get("val/psnr")
+        return float(value) if value is not None else None
+
+    @property
+    def size(self) -> int | None:
+        """Training resolution (px), from summary.json or config.yaml."""
+        size = self.summary.get("size") or cfg_get(self.cfg, "data.size")
+        return int(size) if size else None
+
+    @property
+    def checkpoint(self) -> Path | None:
+        """best.ckpt, else last.ckpt, else None."""
+        if self.path is None:
+            return None
+        for name in ("best.ckpt", "last.ckpt"):
+            if (self.path / "checkpoints" / name).is_file():
+                return self.path / "checkpoints" / name
+        return None
+
+    @property
+    def failed(self) -> bool:
+        return self.status in ("failed", "interrupted")
+
+
+def cfg_get(cfg: DictConfig | None, key: str) -> Any:
+    return OmegaConf.select(cfg, key, default=None) if cfg is not None else None
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def is_run_dir(path: Path) -> bool:
+    return path.is_dir() and any(
+        (path / name).exists() for name in ("summary.json", "config.yaml", "checkpoints")
+    )
+
+
+def load_run(path: Path, name: str | None = None, entry: dict | None = None) -> Run:
+    """A Run from its folder; `entry` (its sweep index row) fills in what the folder lacks."""
+    entry = entry or {}
+    summary = _read_json(path / "summary.json") if path.is_dir() else {}
+    cfg = None
+    if (path / "config.yaml").is_file():
+        try:
+            cfg = OmegaConf.load(path / "config.yaml")
+        except Exception:  # noqa: BLE001 - a broken config only costs us the fallbacks
+            cfg = None
+    status = summary.get("status") or entry.get("status") or "unknown"
+    if entry.get("status") == "failed" and status == "running":
+        status = "failed"  # the process died without updating its summary
+    return Run(
+        name=name or path.name,
+        path=path if path.is_dir() else None,
+        status=status,
+        error=summary.get("error") or entry.get("error"),
+        arch=summary.get("arch") or cfg_get(cfg, "model.arch") or entry.get("arch"),
+        encoder=summary.get("encoder") or cfg_get(cfg, "model.encoder") or entry.get("encoder"),
+        summary=summary,
+        cfg=cfg,
+    )
+
+
+def _sweep_runs(folder: Path) -> list[Run]:
+    index = _read_json(folder / INDEX_JSON)
+    members = index.get("members")
+    if not isinstance(members, list):
+        raise DataError(
+            f"{folder / INDEX_JSON} is not a sweep index; rerun the sweep to rewrite it"
+        )
+    return [load_run(folder / m.get("run_dir", m["name"]), m["name"], m) for m in members]
+
+
+def discover(paths: list[str | Path]) -> list[Run]:
+    """Runs from sweep folders, run folders, folders holding runs, or checkpoint files, in order.
+
+    Names stay unique across inputs (a clash is prefixed with the parent folder's name).
+    """
+    if not paths:
+        raise DataError("no runs given; pass SWEEP_DIR or RUN_DIR (one or more)")
+    runs: list[Run] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_file() and path.suffix == ".ckpt" and path.parent.name == "checkpoints":
+            path = path.parent.parent
+        if path.is_file() and path.name == INDEX_JSON:
+            path = path.parent
+        if not path.is_dir():
+            raise DataError(
+                f"{path} does not exist or is not a folder; pass a sweep folder "
+                "(with sweep_index.json) or a run folder (with summary.json)"
+            )
+        if (path / INDEX_JSON).is_file():
+            runs += _sweep_runs(path)
+        elif is_run_dir(path):
+            runs.append(load_run(path))
+        else:
+            found = [load_run(p) for p in sorted(path.iterdir()) if is_run_dir(p)]
+            if not found:
+                raise DataError(
+                    f"{path} holds no runs: no sweep_index.json, summary.json or run folders"
+                )
+            runs += found
+    seen: dict[str, int] = {}
+    for run in runs:
+        seen[run.name] = seen.get(run.name, 0) + 1
+    for run in runs:
+        if seen[run.name] > 1 and run.path is not None:
+            run.name = f"{run.path.parent.name}/{run.name}"
+    return runs

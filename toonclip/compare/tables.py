@@ -1,0 +1,165 @@
+"""Per-run numbers: cost at 256 px (parameters, GFLOPs, CPU latency) and the metrics table.
+
+GFLOPs are counted by `torch.utils.flop_counter.FlopCounterMode` on one 1x3x256x256 forward
+pass (FLOPs = 2 x multiply-adds). Latency is the median of a few timed CPU forward passes at
+256 px after one warm-up pass, with a fixed torch thread count, so runs are timed alike.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from toonclip.compare.runs import Run
+
+COST_SIZE = 256
+# (key, header) in table order; `key` is the CSV column.
+COLUMNS = [
+    ("run", "run"),
+    ("arch", "arch"),
+    ("encoder", "encoder"),
+    ("status", "status"),
+    ("params", "params (M)"),
+    ("gflops_256", "GFLOPs @256"),
+    ("val_psnr", "PSNR (dB)"),
+    ("val_ssim", "SSIM"),
+    ("val_l1", "L1"),
+    ("val_loss", "val loss"),
+    ("train_size", "train px"),
+    ("train_time_s", "train time (s)"),
+    ("train_img_per_s", "train img/s"),
+    ("latency_ms_256", "CPU latency @256 (ms)"),
+    ("error", "error"),
+]
+_FORMATS = {
+    "params": lambda v: f"{v / 1e6:.2f}",
+    "gflops_256": "{:.2f}".format,
+    "val_psnr": "{:.2f}".format,
+    "val_ssim": "{:.3f}".format,
+    "val_l1": "{:.4f}".format,
+    "val_loss": "{:.4f}".format,
+    "train_time_s": "{:.0f}".format,
+    "train_img_per_s": "{:.1f}".format,
+    "latency_ms_256": "{:.0f}".format,
+}
+
+
+@dataclass
+class Cost:
+    params: int | None = None
+    gflops: float | None = None
+    latency_ms: float | None = None
+
+
+def count_gflops(model: nn.Module, size: int = COST_SIZE) -> float:
+    """Forward GFLOPs of `model` (eval mode) on one (1, 3, size, size) input.
+
+    Counted on a copy on the meta device: same FLOPs, no arithmetic (a CPU pass of a large
+    network at 256 px takes seconds). Falls back to a CPU pass if an op has no meta kernel.
+    """
+    try:
+        meta, x = copy.deepcopy(model).to("meta"), torch.empty(1, 3, size, size, device="meta")
+    except Exception:  # noqa: BLE001 - e.g. a module that cannot be copied
+        meta, x = model, torch.rand(1, 3, size, size)
+    counter = FlopCounterMode(display=False)
+    try:
+        with counter, torch.inference_mode():
+            meta(x)
+    except (NotImplementedError, RuntimeError):
+        if meta is model:
+            raise
+        return count_gflops_cpu(model, size)
+    return counter.get_total_flops() / 1e9
+
+
+def count_gflops_cpu(model: nn.Module, size: int = COST_SIZE) -> float:
+    counter = FlopCounterMode(display=False)
+    with counter, torch.inference_mode():
+        model(torch.rand(1, 3, size, size))
+    return counter.get_total_flops() / 1e9
+
+
+def latency_ms(model: nn.Module, size: int = COST_SIZE, runs: int = 5, threads: int = 2) -> float:
+    """Median wall time (ms) of `runs` CPU forward passes on (1, 3, size, size), after a warm-up."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        x = torch.rand(1, 3, size, size)
+        times = []
+        with torch.inference_mode():
+            model(x)  # warm-up: first call allocates buffers and picks kernels
+            for _ in range(max(1, runs)):
+                start = time.perf_counter()
+                model(x)
+                times.append(time.perf_counter() - start)
+        return statistics.median(times) * 1000
+    finally:
+        torch.set_num_threads(previous)
+
+
+def measure(model: nn.Module, latency_runs: int, threads: int) -> Cost:
+    """Parameters, GFLOPs at 256 px and (unless latency_runs == 0) CPU latency at 256 px."""
+    model = model.cpu().float().eval()
+    cost = Cost(params=sum(p.numel() for p in model.parameters()), gflops=count_gflops(model))
+    if latency_runs > 0:
+        cost.latency_ms = latency_ms(model, runs=latency_runs, threads=threads)
+    return cost
+
+
+def row(run: Run, cost: Cost) -> dict:
+    """The run's table row (raw values; None where unknown)."""
+    best, s = run.best, run.summary
+    return {
+        "run": run.name,
+        "arch": run.arch,
+        "encoder": run.encoder,
+        "status": run.status,
+        "params": cost.params if cost.params is not None else s.get("params"),
+        "gflops_256": cost.gflops,
+        "val_psnr": best.get("val/psnr"),
+        "val_ssim": best.get("val/ssim"),
+        "val_l1": best.get("val/l1"),
+        "val_loss": best.get("val/loss"),
+        "train_size": run.size,
+        "train_time_s": s.get("train_time_s"),
+        "train_img_per_s": s.get("train_img_per_s"),
+        "latency_ms_256": cost.latency_ms,
+        "error": run.error if run.failed else None,
+    }
+
+
+def display(key: str, value) -> str:
+    """A table cell as text ('' for unknown)."""
+    if value is None or value == "":
+        return ""
+    fmt = _FORMATS.get(key)
+    if fmt and isinstance(value, int | float):
+        return fmt(value)
+    return " ".join(str(value).split())
+
+
+def write_csv(rows: list[dict], path: Path) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=[k for k, _ in COLUMNS])
+        writer.writeheader()
+        writer.writerows(
+            [{k: ("" if r.get(k) is None else r[k]) for k, _ in COLUMNS} for r in rows]
+        )
+
+
+def write_markdown(rows: list[dict], path: Path, note: str = "") -> None:
+    lines = ["| " + " | ".join(h for _, h in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for r in rows:
+        cells = [display(k, r.get(k)).replace("|", "\\|") for k, _ in COLUMNS]
+        if len(cells[-1]) > 160:  # the error line; metrics.csv keeps all of it
+            cells[-1] = cells[-1][:157] + "..."
+        lines.append("| " + " | ".join(cells) + " |")
+    path.write_text("\n".join(lines) + ("\n\n" + note if note else "") + "\n", encoding="utf-8")
