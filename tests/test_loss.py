@@ -85,3 +85,24 @@ def test_vgg_stays_in_eval_mode():
     loss = make()
     loss.train()
     assert not loss.vgg.training
+
+
+def test_vgg_weights_from_a_torchvision_state_dict_file(tmp_path):
+    from torchvision.models.vgg import cfgs, make_layers
+
+    torch.manual_seed(1)
+    features = make_layers(cfgs["D"])
+    path = tmp_path / "vgg16.pth"
+    torch.save(
+        {f"features.{k}": v for k, v in features.state_dict().items()}, path
+    )  # torchvision layout
+    loss = make(vgg_weights=str(path))
+    assert loss.weights_record.loaded == f"file:{path}"
+    assert torch.equal(loss.vgg.features[0].weight, features[0].weight)
+
+
+def test_vgg_auto_offline_records_random_fallback(monkeypatch):
+    monkeypatch.setenv("TOONCLIP_OFFLINE", "1")
+    monkeypatch.setenv("TORCH_HOME", "/nonexistent-torch-home")
+    loss = make(vgg_weights="auto")
+    assert loss.weights_record.loaded == "random" and "unreachable" in loss.weights_record.note

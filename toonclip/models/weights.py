@@ -109,18 +109,20 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 def load_matching(module: torch.nn.Module, state: dict, path: str, component: str) -> None:
     """Load the tensors of `state` whose names and shapes match `module`; fail if none do."""
     own = module.state_dict()
-    prefixes = ("", "model.", "encoder.model.", "encoder.", "features.")
+    # Files come from a bare timm/torchvision model or from a wrapper around one, so try
+    # dropping a prefix from the file's names and adding one to match this module's names.
+    strip = ("", "model.", "encoder.model.", "encoder.", "features.", "net.encoder.model.")
+    add = ("", "model.")
     best: dict = {}
-    for prefix in prefixes:
-        cand = {
-            k[len(prefix) :]: v
-            for k, v in state.items()
-            if k.startswith(prefix)
-            and k[len(prefix) :] in own
-            and own[k[len(prefix) :]].shape == v.shape
-        }
-        if len(cand) > len(best):
-            best = cand
+    for drop in strip:
+        for extra in add:
+            cand = {}
+            for k, v in state.items():
+                name = extra + k[len(drop) :] if k.startswith(drop) else None
+                if name in own and own[name].shape == v.shape:
+                    cand[name] = v
+            if len(cand) > len(best):
+                best = cand
     if not best:
         raise WeightsError(
             f"weights file {path} has no tensors matching the {component}; "
