@@ -111,6 +111,37 @@ def tiny_run(tmp_path_factory, synthetic_root) -> Path:
     return train(cfg, run_dir, ckpt_path=ckpt, overrides=overrides)
 
 
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """Commands under test may set torch's thread count (bench threads=); undo it afterwards."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+SMALL = ("unet", "mobilenetv3_small_050", 64)  # a small net for export/bench/stylize/demo tests
+
+
+def write_checkpoint(
+    path: Path, size: int = SMALL[2], seed: int = 0, arch: str = SMALL[0], encoder: str = SMALL[1]
+) -> Path:
+    """A random-init generator saved in the checkpoint format `toonclip train` writes."""
+    from toonclip.models import build_generator
+
+    torch.manual_seed(seed)
+    gen = build_generator(arch, encoder, weights="none")
+    cfg = {"model": {"arch": arch, "encoder": encoder}, "data": {"size": size}}
+    state = {"generator." + k: v for k, v in gen.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"hyper_parameters": {"cfg": cfg}, "state_dict": state}, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_checkpoint(tmp_path_factory) -> Path:
+    return write_checkpoint(tmp_path_factory.mktemp("small") / "checkpoints" / "best.ckpt")
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tiny_run) -> Path:
     return tiny_run / "checkpoints" / "best.ckpt"

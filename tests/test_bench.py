@@ -6,32 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from toonclip.cli import main
 
-ARCH, ENCODER, SIZE = "unet", "mobilenetv3_small_050", 64
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()  # bench sets threads=; restore for the tests after us
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory) -> Path:
-    from toonclip.models import build_generator
-
-    torch.manual_seed(0)
-    gen = build_generator(ARCH, ENCODER, weights="none")
-    path = tmp_path_factory.mktemp("run") / "checkpoints" / "best.ckpt"
-    path.parent.mkdir(parents=True)
-    cfg = {"model": {"arch": ARCH, "encoder": ENCODER}, "data": {"size": SIZE}}
-    state = {"generator." + k: v for k, v in gen.state_dict().items()}
-    torch.save({"hyper_parameters": {"cfg": cfg}, "state_dict": state}, path)
-    return path
+def ckpt(small_checkpoint) -> Path:
+    return small_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -8,12 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from toonclip.errors import ToonclipError
 
-ARCH, ENCODER, SIZE = "unet", "mobilenetv3_small_050", 64
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -25,27 +23,12 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
+def demo(small_checkpoint):
     from toonclip.demo.app import Demo
     from toonclip.export.runtime import load_model
-    from toonclip.models import build_generator
 
-    torch.manual_seed(0)
-    gen = build_generator(ARCH, ENCODER, weights="none")
-    path = tmp_path_factory.mktemp("run") / "best.ckpt"
-    cfg = {"model": {"arch": ARCH, "encoder": ENCODER}, "data": {"size": SIZE}}
-    state = {"generator." + k: v for k, v in gen.state_dict().items()}
-    torch.save({"hyper_parameters": {"cfg": cfg}, "state_dict": state}, path)
-    return Demo({"tiny": load_model(path)}, max_mb=0.5, max_side=1024)
+    return Demo({"tiny": load_model(small_checkpoint)}, max_mb=0.5, max_side=1024)
 
 
 def face_png(path: Path, h: int = 120, w: int = 100) -> Path:

@@ -12,38 +12,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import SMALL
 
 from toonclip.cli import main
 
-ARCH, ENCODER, SIZE = "unet", "mobilenetv3_small_050", 64
-
-
-def write_checkpoint(path: Path, size: int = SIZE, seed: int = 0) -> Path:
-    """A random-init generator saved the way `toonclip train` saves one."""
-    from toonclip.models import build_generator
-
-    torch.manual_seed(seed)
-    gen = build_generator(ARCH, ENCODER, weights="none")
-    cfg = {"model": {"arch": ARCH, "encoder": ENCODER}, "data": {"size": size}}
-    state = {"generator." + k: v for k, v in gen.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"hyper_parameters": {"cfg": cfg}, "state_dict": state}, path)
-    return path
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    # 64 px nets gain nothing from a second thread, and on a busy 2-core machine two OpenMP
-    # threads wait on each other at every op (seconds per forward); restored afterwards.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+ARCH, ENCODER, SIZE = SMALL
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory) -> Path:
-    return write_checkpoint(tmp_path_factory.mktemp("run") / "checkpoints" / "best.ckpt")
+def ckpt(small_checkpoint) -> Path:
+    return small_checkpoint
 
 
 @pytest.fixture(scope="module")
