@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only: no display on servers and in tests
-import matplotlib.pyplot as plt  # noqa: E402
+# The object-oriented API needs no backend: importing this module must not switch a notebook's
+# inline backend to Agg (matplotlib.use would, for every later plot in that kernel).
+from matplotlib.figure import Figure
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:
@@ -33,7 +32,8 @@ def pareto_plot(rows: list[dict], path: Path, quality: str = "val_psnr") -> list
     """
     have = [r for r in rows if r.get(quality) is not None and r.get("latency_ms_256") is not None]
     missing = [r["run"] for r in rows if r not in have]
-    fig, ax = plt.subplots(figsize=(7.5, 5), dpi=110)
+    fig = Figure(figsize=(7.5, 5), dpi=110)
+    ax = fig.subplots()
     front: list[str] = []
     if have:
         pts = [(float(r["latency_ms_256"]), float(r[quality])) for r in have]
@@ -76,5 +76,4 @@ def pareto_plot(rows: list[dict], path: Path, quality: str = "val_psnr") -> list
         )
     fig.tight_layout(rect=(0, 0.03 if missing else 0, 1, 1))
     fig.savefig(path)
-    plt.close(fig)
     return front
