@@ -76,3 +76,49 @@ class Throughput(L.Callback):
     @property
     def img_per_s(self) -> float | None:
         return self.images / self.seconds if self.seconds > 0 else None
+
+
+class PreciseBatchNorm(L.Callback):
+    """Re-estimate BatchNorm running statistics on `batches` training batches before every
+    validation (and so before every checkpoint and export).
+
+    With small batches and fast-moving weights (random-init encoders, lr 5e-4) the running
+    averages lag the weights, and eval-mode predictions blow out on some faces: measured here,
+    a 300-step run gave 7 dB on a face that scored 14 dB with batch statistics. A no-grad pass
+    over a few training batches with a cumulative average (momentum=None) fixes that.
+    """
+
+    def __init__(self, batches: int = 16):
+        self.batches = int(batches)
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.batches <= 0 or trainer.sanity_checking:
+            return
+        recalibrate_batchnorm(pl_module, trainer.datamodule.train_dataloader(), self.batches)
+
+
+def recalibrate_batchnorm(pl_module: L.LightningModule, loader, batches: int) -> None:
+    """Cumulative BN statistics of `pl_module.generator` over `batches` batches of `loader`."""
+    norms = [
+        m
+        for m in pl_module.generator.modules()
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+    ]
+    if not norms:
+        return
+    saved = [(m, m.momentum, m.training) for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average over the passes below
+        m.train()
+    with torch.no_grad():
+        for i, batch in enumerate(loader):
+            if i >= batches:
+                break
+            batch = pl_module.on_after_batch_transfer(
+                {k: v.to(pl_module.device) for k, v in batch.items() if k in ("face", "cartoon")}, 0
+            )
+            pl_module(batch["face"])
+    for m, momentum, training in saved:
+        m.momentum = momentum
+        m.train(training)

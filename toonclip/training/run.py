@@ -34,7 +34,7 @@ from toonclip.data.pairs import find_pairs
 from toonclip.errors import ConfigError
 from toonclip.models import count_parameters, resolve_arch, resolve_encoder
 from toonclip.training import summary as S
-from toonclip.training.callbacks import Throughput, ValidationGrid
+from toonclip.training.callbacks import PreciseBatchNorm, Throughput, ValidationGrid
 from toonclip.training.module import ToonModule
 
 log = logging.getLogger(__name__)
@@ -140,6 +140,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, extra_callbacks=()) -> L.Train
             every_n_train_steps=int(cfg.trainer.checkpoint_every_n_steps),
         ),
         OnExceptionCheckpoint(dirpath=ckpt_dir, filename="last"),
+        PreciseBatchNorm(cfg.precise_bn.batches),
         ValidationGrid(run_dir / "grids", n_samples=cfg.grid.n_samples, tile=cfg.grid.tile),
         LearningRateMonitor(logging_interval="step"),
         RichProgressBar(),
