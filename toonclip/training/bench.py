@@ -5,7 +5,7 @@ Prints training img/s of the configured network three ways, in one process:
   2. a plain PyTorch loop (same generator, loss, optimiser, clipping, precision);
   3. toonclip's LightningModule under lightning.Trainer.
 Steps 2 and 3 consume the same pre-loaded batches, so data loading is timed apart from compute.
-They alternate for `rounds` rounds and each reports its median, which evens out drift on a busy
+They alternate for `rounds` rounds (swapping which goes first) and each reports its median, which evens out drift on a busy
 machine. Other `key=value` go to the training config (e.g. data.root=..., trainer.precision=...,
 model.channels_last=true, trainer.accelerator=gpu). Without a data folder, synthetic pairs are used.
 """
@@ -160,9 +160,14 @@ def cli(argv: list[str]) -> int:
         else "cpu"
     )
     plain, light = [], []
-    for _ in range(own["rounds"]):
-        plain.append(plain_loop(cfg, loader_batches, own["warmup"], device))
-        light.append(lightning_loop(cfg, loader_batches, own["warmup"]))
+    for r in range(own["rounds"]):
+        # Alternate which goes first: the second run of a round inherits a warm allocator.
+        if r % 2 == 0:
+            plain.append(plain_loop(cfg, loader_batches, own["warmup"], device))
+            light.append(lightning_loop(cfg, loader_batches, own["warmup"]))
+        else:
+            light.append(lightning_loop(cfg, loader_batches, own["warmup"]))
+            plain.append(plain_loop(cfg, loader_batches, own["warmup"], device))
     result = {
         "arch": cfg.model.arch,
         "encoder": cfg.model.encoder,
