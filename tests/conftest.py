@@ -7,10 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 torch.set_num_threads(1)
 
@@ -21,39 +19,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # 2 threads on 2 shared cores many times slower than 1 whenever anything else is running.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+from toonclip.data.synthetic import make_pairs  # noqa: E402, F401 - re-exported for tests
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data" / "comics-heroes"
-
-
-def synthetic_face(rng: np.random.Generator, size: int) -> np.ndarray:
-    """(size, size, 3) uint8: a smooth background with a skin-toned ellipse 'face' and 'eyes'."""
-    yy, xx = np.mgrid[0:size, 0:size] / size
-    bg = rng.uniform(40, 200, 3)
-    img = bg + 40 * np.stack([np.sin(3 * xx + c) * np.cos(2 * yy) for c in range(3)], -1)
-    cy, cx = rng.uniform(0.45, 0.55, 2)
-    ry, rx = rng.uniform(0.28, 0.36), rng.uniform(0.2, 0.26)
-    inside = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 < 1
-    img[inside] = rng.uniform([170, 120, 90], [240, 180, 150])
-    for ex in (cx - rx / 2.5, cx + rx / 2.5):
-        img[((yy - cy + ry / 4) ** 2 + (xx - ex) ** 2) < (0.03**2)] = (30, 30, 30)
-    return np.clip(img + rng.normal(0, 4, img.shape), 0, 255).astype(np.uint8)
-
-
-def cartoonize(face: np.ndarray) -> np.ndarray:
-    """A deterministic 'cartoon' of a synthetic face: posterised colours."""
-    return ((face // 64) * 64 + 32).astype(np.uint8)
-
-
-def make_pairs(root: Path, n: int = 12, size: int = 64, seed: int = 0) -> Path:
-    """Write n pairs as root/ffhq/*.jpg and root/comics_heroes/*.png (same stems)."""
-    rng = np.random.default_rng(seed)
-    (root / "ffhq").mkdir(parents=True, exist_ok=True)
-    (root / "comics_heroes").mkdir(parents=True, exist_ok=True)
-    for i in range(n):
-        face = synthetic_face(rng, size)
-        Image.fromarray(face).save(root / "ffhq" / f"face_{i:03d}.jpg", quality=95)
-        Image.fromarray(cartoonize(face)).save(root / "comics_heroes" / f"face_{i:03d}.png")
-    return root
 
 
 @pytest.fixture(scope="session")
