@@ -26,13 +26,21 @@ def main(run_dir: str) -> int:
     )
     if not list((run / "tb").glob("events.out.tfevents.*")):
         problems.append("tb/ has no TensorBoard events")
+    for key in ("final", "identity"):  # every run ends with a validation and its baseline
+        if not (summary.get(key) or {}).get("val/psnr"):
+            problems.append(f"summary.json has no {key} val/psnr")
+    if not summary.get("effective_img_per_s"):
+        problems.append("summary.json has no effective_img_per_s")
     if problems:
         print(f"run folder {run} is incomplete: {', '.join(problems)}", file=sys.stderr)
         return 1
-    best = summary.get("best", {})
+    best, final, identity = summary["best"], summary["final"], summary["identity"]
     print(
-        f"run folder OK: {run} (val/psnr {best.get('val/psnr')}, val/ssim {best.get('val/ssim')}, "
-        f"{summary.get('train_img_per_s')} img/s, encoder weights {summary['weights']['encoder']['loaded']})"
+        f"run folder OK: {run} (best val/psnr {best.get('val/psnr')}, final val/psnr "
+        f"{final['val/psnr']} vs identity {identity['val/psnr']}, val/ssim {final['val/ssim']} vs "
+        f"{identity['val/ssim']}; {summary.get('train_img_per_s')} img/s in steps, "
+        f"{summary['effective_img_per_s']} img/s effective; "
+        f"encoder weights {summary['weights']['encoder']['loaded']})"
     )
     return 0
 

@@ -225,3 +225,62 @@ def test_gflops_counted_on_meta_match_a_cpu_pass():
                               torch.nn.Conv2d(8, 3, 1)).eval()  # fmt: skip
     expected = 2 * 256 * 256 * (8 * 3 * 9 + 3 * 8) / 1e9  # FLOPs = 2 x MACs, biases not counted
     assert count_gflops(net) == pytest.approx(expected) == count_gflops_cpu(net)
+
+
+def test_eval_figures_and_gain_over_identity(tmp_path):
+    """eval.json (newest wins) or summary.json final+identity give the gain columns; else '-'."""
+    import os
+
+    from toonclip.compare import grids as G
+
+    def make_run(name: str, summary: dict) -> Path:
+        run = tmp_path / "runs" / name
+        run.mkdir(parents=True)
+        (run / "summary.json").write_text(json.dumps({"status": "finished", **summary}))
+        return run
+
+    best = {"best": {"val/psnr": 20.0, "val/ssim": 0.5}}
+    evaluated = make_run("evaluated", best)
+    for folder, psnr, age in (("val_32px", 21.5, 0), ("val_64px", 30.0, 100)):
+        (evaluated / "eval" / folder).mkdir(parents=True)
+        figures = {"psnr": psnr, "ssim": 0.6, "l1": 0.1, "identity_psnr": 20.0,
+                   "identity_ssim": 0.55, "identity_l1": 0.08, "split": "val"}  # fmt: skip
+        (evaluated / "eval" / folder / "eval.json").write_text(json.dumps(figures))
+        past = (evaluated / "eval" / folder / "eval.json").stat().st_mtime - age
+        os.utime(evaluated / "eval" / folder / "eval.json", (past, past))
+    final = {"final": {"val/psnr": 18.0, "val/ssim": 0.5, "val/l1": 0.1},
+             "identity": {"val/psnr": 17.0, "val/ssim": 0.52, "val/l1": 0.08}}  # fmt: skip
+    summarised = make_run("summarised", {**best, **final})
+    old = make_run("old", best)
+
+    out = tmp_path / "out"
+    compare([str(p) for p in (evaluated, summarised, old)], out=out, latency_runs=0,
+            log=lambda m: None)  # fmt: skip
+    rows = {r["run"]: r for r in read_rows(out)}
+    got = rows["evaluated"]  # the newest eval.json (val_32px), not the older val_64px
+    assert float(got["eval_psnr"]) == 21.5 and float(got["identity_psnr"]) == 20.0
+    assert float(got["gain_psnr"]) == pytest.approx(1.5)
+    assert float(got["gain_ssim"]) == pytest.approx(0.05)
+    assert got["eval_source"] == "eval/val_32px"
+    got = rows["summarised"]
+    assert float(got["eval_psnr"]) == 18.0 and float(got["identity_psnr"]) == 17.0
+    assert float(got["gain_psnr"]) == pytest.approx(1.0)
+    assert float(got["gain_ssim"]) == pytest.approx(-0.02)
+    assert got["eval_source"] == "summary.json"
+    assert all(rows["old"][k] == "" for k in ("eval_psnr", "identity_psnr", "gain_psnr"))
+
+    md = (out / "metrics.md").read_text().splitlines()
+    head = [c.strip() for c in md[0].strip("|").split("|")]
+    cells = {ln.split("|")[1].strip(): [c.strip() for c in ln.strip("|").split("|")]
+             for ln in md[2:5]}  # fmt: skip
+    for name, psnr, ssim in (("evaluated", "+1.50", "+0.050"), ("summarised", "+1.00", "-0.020")):
+        assert cells[name][head.index("gain PSNR (dB)")] == psnr
+        assert cells[name][head.index("gain SSIM")] == ssim
+    assert cells["old"][head.index("identity PSNR (dB)")] == "-"
+    assert cells["old"][head.index("gain PSNR (dB)")] == "-"
+    html = (out / "index.html").read_text()
+    assert 'data-key="gain_psnr"' in html and ">+1.50</td>" in html and ">-</td>" in html
+
+    runs = discover([evaluated, old])
+    assert G.header(runs[0], 20).splitlines()[-2:] == ["PSNR 20.00 dB", "gain +1.50 dB"]
+    assert G.header(runs[1], 20).splitlines()[-1] == "PSNR 20.00 dB"

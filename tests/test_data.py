@@ -196,3 +196,87 @@ def test_shared_copy_is_left_untouched(synthetic_root, tmp_path):
     before = sorted(p.name for p in copy.rglob("*"))
     PairDataModule(str(copy), size=32, cache="memory").setup()
     assert sorted(p.name for p in copy.rglob("*")) == before
+
+
+def test_epoch_sampler_draws_whole_shuffled_passes_reshuffled_each_epoch():
+    from toonclip.data.loading import EpochSampler
+
+    sampler = EpochSampler(5, 12, seed=1)
+    first = list(sampler)
+    assert len(first) == len(sampler) == 12
+    for start in (0, 5):  # every full pass is a permutation: each item once
+        assert sorted(first[start : start + 5]) == [0, 1, 2, 3, 4]
+    assert sorted(np.bincount(first, minlength=5)) == [2, 2, 2, 3, 3]
+    assert list(sampler) == first  # the order depends on (seed, epoch) only
+    sampler.set_epoch(1)
+    assert list(sampler) != first
+
+
+def test_epoch_sampler_is_sharded_by_lightnings_ddp_wrapper():
+    from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
+
+    from toonclip.data.loading import EpochSampler
+
+    shards = []
+    for rank in (0, 1):
+        sampler = EpochSampler(5, 12, seed=1)
+        wrapper = DistributedSamplerWrapper(sampler, num_replicas=2, rank=rank, shuffle=True)
+        wrapper.set_epoch(3)
+        assert sampler.epoch == 3  # forwarded, so every rank reshuffles alike
+        shards.append(list(wrapper))
+    reference = EpochSampler(5, 12, seed=1)
+    reference.set_epoch(3)
+    assert len(shards[0]) == len(shards[1]) == 6
+    assert sorted(shards[0] + shards[1]) == sorted(reference)  # disjoint halves of one epoch
+
+
+def test_samples_per_epoch_sets_the_train_epoch_length(synthetic_root):
+    dm = PairDataModule(str(synthetic_root), size=32, batch_size=4, samples_per_epoch=20)
+    dm.setup("fit")
+    assert len(dm.train_set) < 20
+    loader = dm.train_dataloader()
+    assert len(loader) == 20 // 4 == len(list(loader))
+    one_pass = PairDataModule(str(synthetic_root), size=32, batch_size=4, samples_per_epoch=None)
+    one_pass.setup("fit")
+    assert len(one_pass.train_dataloader()) == len(one_pass.train_set) // 4
+    with pytest.raises(DataError, match="samples_per_epoch=2"):
+        PairDataModule(str(synthetic_root), size=32, batch_size=4, samples_per_epoch=2)
+
+
+class _ThreadCounts:
+    """2 items whose "face" holds the OpenCV and "cartoon" the torch thread count of the process
+    that loads them."""
+
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, i):
+        import cv2
+        import torch
+
+        counts = (cv2.getNumThreads(), torch.get_num_threads())
+        face, cartoon = (torch.full((3, 1, 1), c, dtype=torch.uint8) for c in counts)
+        return {"face": face, "cartoon": cartoon, "index": i}
+
+
+def test_loader_workers_run_opencv_and_torch_on_one_thread(synthetic_root):
+    dm = PairDataModule(str(synthetic_root), size=32, batch_size=2, num_workers=1)
+    batch = next(iter(dm._loader(_ThreadCounts(), train=False)))
+    assert batch["face"].flatten().tolist() == [1] * 6  # OpenCV: no thread pool
+    assert batch["cartoon"].flatten().tolist() == [1] * 6  # torch: one intra-op thread
+
+
+def test_collate_stacks_items_in_channels_last_memory(synthetic_root):
+    import torch
+
+    from toonclip.data.loading import collate_pairs
+
+    dm = PairDataModule(str(synthetic_root), size=32, batch_size=3, augment=AUG)
+    dm.setup("fit")
+    items = [dm.val_set[i] for i in range(len(dm.val_set))] * 3
+    batch = collate_pairs(items)
+    for key in ("face", "cartoon"):
+        assert batch[key].dtype == torch.uint8 and batch[key].shape == (len(items), 3, 32, 32)
+        assert torch.equal(batch[key], torch.stack([it[key] for it in items]))
+        assert batch[key].is_contiguous(memory_format=torch.channels_last)
+    assert batch["index"].tolist() == [it["index"] for it in items]

@@ -260,3 +260,102 @@ def test_gpu_bf16_channels_last_training(tmp_path, synthetic_root, tiny_override
     )
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["train_img_per_s"] > 0
+
+
+def _val_steps(run_dir) -> list[int]:
+    import csv
+
+    with open(run_dir / "metrics.csv", newline="") as f:
+        return [int(float(r["step"])) for r in csv.DictReader(f) if r.get("val/psnr")]
+
+
+def test_short_run_ends_with_a_validation_and_records_final_identity_gain(
+    tmp_path, synthetic_root, tiny_overrides, capsys
+):
+    from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
+
+    from toonclip.data.datamodule import PairDataModule
+
+    run = _train_in_process(
+        [
+            *tiny_overrides(synthetic_root, tmp_path / "run", steps=3),
+            "trainer.val_every_n_steps=2",
+        ]
+    )
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["global_step"] == 3
+    # Validated at step 2 (cadence) and at step 3 (the last step), once each.
+    assert sorted(p.name for p in (run / "grids").glob("step_*.png")) == [
+        "step_000002.png",
+        "step_000003.png",
+    ]
+    assert _val_steps(run) == [1, 2]  # metrics.csv counts logged steps from 0
+    final, identity, gain = summary["final"], summary["identity"], summary["gain"]
+    assert final["step"] == 2 and set(identity) == {"val/psnr", "val/ssim", "val/l1"}
+    assert gain["psnr"] == pytest.approx(final["val/psnr"] - identity["val/psnr"], abs=1e-3)
+    assert gain["ssim"] == pytest.approx(final["val/ssim"] - identity["val/ssim"], abs=1e-3)
+    # The identity baseline is the face scored as the prediction on the same val split.
+    dm = PairDataModule(str(synthetic_root), size=32, batch_size=2)
+    dm.setup("fit")
+    faces = torch.stack([dm.val_set[i]["face"] for i in range(len(dm.val_set))]).float() / 255
+    targets = torch.stack([dm.val_set[i]["cartoon"] for i in range(len(dm.val_set))]).float()
+    targets /= 255
+    psnr = PeakSignalNoiseRatio(data_range=1.0)(faces, targets).item()
+    ssim = StructuralSimilarityIndexMeasure(data_range=1.0)(faces, targets).item()
+    assert identity["val/psnr"] == pytest.approx(psnr, abs=1e-3)
+    assert identity["val/ssim"] == pytest.approx(ssim, abs=1e-3)
+    assert identity["val/l1"] == pytest.approx((faces - targets).abs().mean().item(), abs=1e-3)
+    # Effective throughput beside the inner-loop figure.
+    assert summary["images_trained"] == 3 * 2 and summary["fit_wall_s"] > 0
+    assert summary["effective_img_per_s"] == pytest.approx(6 / summary["fit_wall_s"], rel=0.02)
+    err = capsys.readouterr().err
+    for line in ("final:    val/psnr", "identity: val/psnr", "gain:     PSNR", "img/s effective"):
+        assert line in err
+
+
+def test_samples_per_epoch_sets_steps_per_epoch(tmp_path, synthetic_root, tiny_overrides):
+    run = _train_in_process(
+        [
+            *tiny_overrides(synthetic_root, tmp_path / "run"),
+            "trainer.max_steps=-1",
+            "trainer.max_epochs=1",
+            "data.samples_per_epoch=8",
+        ]
+    )
+    summary = json.loads((run / "summary.json").read_text())
+    # 10 train pairs at batch 2 would be 5 steps an epoch; 8 samples are 4.
+    assert summary["steps_per_epoch"] == 4 and summary["global_step"] == 4
+    assert _val_steps(run) == [3]  # one validation, at the end of the epoch
+    assert summary["final"]["step"] == 3
+
+
+def test_run_stopped_by_max_time_ends_with_a_validation(tmp_path, synthetic_root, tiny_overrides):
+    run = _train_in_process(
+        [
+            *tiny_overrides(synthetic_root, tmp_path / "run", steps=100_000),
+            "trainer.val_every_n_steps=100000",
+            "trainer.max_time={seconds: 2}",
+        ]
+    )
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "finished" and 0 < summary["global_step"] < 100_000
+    assert _val_steps(run)[-1] == summary["global_step"] - 1
+    assert summary["final"]["val/psnr"] > 0
+
+
+def test_recipe_callbacks_sit_between_the_grid_and_precise_bn(tmp_path, monkeypatch):
+    import lightning as L
+
+    from toonclip.config import compose
+    from toonclip.training import run as run_mod
+    from toonclip.training.callbacks import PreciseBatchNorm, ValidationGrid
+
+    class Recipe(L.Callback):
+        pass
+
+    monkeypatch.setattr(run_mod, "recipe_callbacks", lambda cfg: [Recipe(), Recipe()])
+    cfg = compose(["trainer.accelerator=cpu"])
+    trainer = run_mod.build_trainer(cfg, tmp_path / "run")
+    kinds = [type(c) for c in trainer.callbacks]
+    grid, precise = kinds.index(ValidationGrid), kinds.index(PreciseBatchNorm)
+    assert kinds[grid + 1 : precise] == [Recipe, Recipe]

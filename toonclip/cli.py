@@ -22,6 +22,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "toonclip.predict:cli",
         "cartoonise images: toonclip predict ckpt=FILE input=FILE|DIR output=DIR",
     ),
+    "eval": (
+        "toonclip.evaluation.cli:cli",
+        "score a model against the identity baseline: toonclip eval ckpt=RUN|FILE [split=val|all]",
+    ),
     "data": ("toonclip.data.fetch:cli", "data tools: toonclip data fetch [dest=DIR]"),
     "bench-train": ("toonclip.training.bench:cli", "training img/s vs a plain PyTorch loop"),
     "sweep": (

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
 from toonclip.errors import DataError
-from toonclip.models import Generator, build_generator
+from toonclip.models import Generator, generator_from_config
 from toonclip.models.factory import load_generator_state
 
 MULTIPLE = 32
@@ -41,7 +41,7 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> tuple[Genera
         raise DataError(
             f"{path} is not a toonclip checkpoint: {type(exc).__name__}: {exc}"
         ) from exc
-    generator = build_generator(cfg.model.arch, cfg.model.encoder, weights="none")
+    generator = generator_from_config(cfg.model, weights="none")
     state = {}
     for key, value in raw.items():
         if key.startswith("generator."):

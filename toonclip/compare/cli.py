@@ -6,7 +6,8 @@ Writes into `out` (default `<SWEEP_DIR>/compare` for one input, else
     index.html          everything below on one page, with a sortable metrics table
     compare_val.png     fixed validation faces: face | target | one column per run
     compare_faces.png   faces without targets (faces=DIR), one column per run
-    metrics.csv/.md     arch, encoder, params, GFLOPs@256, PSNR, SSIM, L1, loss, times, latency
+    metrics.csv/.md     arch, encoder, params, GFLOPs@256, PSNR, SSIM, L1, loss, eval figures
+                        and their gain over the identity baseline, times, latency
     pareto.png          PSNR against CPU latency at 256 px
     strips/<run>.png    each run's validation grids over steps
 """
@@ -151,6 +152,10 @@ def compare(
         ),
         "PSNR, SSIM, L1, val loss: each run's best validation values (summary.json); "
         "train px: training resolution.",
+        "eval PSNR / SSIM: the run's newest `toonclip eval` on its val split "
+        "(eval/val_*/eval.json, means over pairs), else its last validation (summary.json); "
+        "identity: the face itself scored as the cartoon on the same pairs; gain: eval minus "
+        "identity, what the model adds over doing nothing ('-': not recorded for this run).",
         f"Grids: each face is center-cropped, resized to the run's training size, stylised, and "
         f"shown at {tile} px, so runs trained at different sizes line up.",
     ]

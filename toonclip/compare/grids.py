@@ -74,12 +74,16 @@ def predict(stylizer: Stylizer, faces: list[np.ndarray]) -> list[np.ndarray]:
 
 
 def header(run: Run, width: int) -> str:
-    """Column header: the run name wrapped to `width` characters, then its PSNR or status."""
+    """Column header: the run name wrapped to `width` characters, then its PSNR and its PSNR gain
+    over the identity baseline (when known), or its status."""
     lines = []
     for part in run.name.split("__"):
         lines += textwrap.wrap(part, width) or [""]
+    gain = run.evaluation.get("gain_psnr")
     if run.status == "finished" and run.psnr is not None:
         lines.append(f"PSNR {run.psnr:.2f} dB")
+        if gain is not None:  # over the identity baseline (see the metrics table)
+            lines.append(f"gain {gain:+.2f} dB")
     elif run.status == "finished":
         lines.append("PSNR n/a")
     else:

@@ -26,6 +26,7 @@ class Run:
     encoder: str | None = None
     summary: dict[str, Any] = field(default_factory=dict)
     cfg: DictConfig | None = None
+    evaluation: dict[str, Any] = field(default_factory=dict)  # see read_evaluation
 
     @property
     def best(self) -> dict[str, Any]:
@@ -69,6 +70,48 @@ def _read_json(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
+EVAL_KEYS = ("psnr", "ssim", "l1", "identity_psnr", "identity_ssim", "identity_l1")
+
+
+def _number(value) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def read_evaluation(path: Path | None, summary: dict) -> dict[str, Any]:
+    """The run's figures on its val split next to the identity baseline (the face as cartoon).
+
+    From the newest `eval/val_*/eval.json` that `toonclip eval` wrote (means over pairs), else
+    from summary.json's "final" (the last validation) and "identity" (the identity baseline on
+    the same val split). Returns EVAL_KEYS, gain_psnr and gain_ssim (model minus identity), and
+    "source" (where they came from); {} when the run has neither.
+    """
+    found = (
+        sorted(path.glob("eval/val_*/eval.json"), key=lambda p: p.stat().st_mtime) if path else []
+    )
+    for file in reversed(found):
+        data = _read_json(file)
+        if _number(data.get("psnr")) is not None:
+            figures = {k: _number(data.get(k)) for k in EVAL_KEYS}
+            source = file.parent.relative_to(path).as_posix()
+            break
+    else:
+        final, ident = (summary.get(k) for k in ("final", "identity"))
+        final, ident = (d if isinstance(d, dict) else {} for d in (final, ident))
+        if not final and not ident:
+            return {}
+        figures = {m: _number(final.get(f"val/{m}")) for m in ("psnr", "ssim", "l1")}
+        figures.update(
+            {f"identity_{m}": _number(ident.get(f"val/{m}")) for m in ("psnr", "ssim", "l1")}
+        )
+        if all(v is None for v in figures.values()):
+            return {}
+        source = "summary.json"
+    for m in ("psnr", "ssim"):
+        model, base = figures.get(m), figures.get(f"identity_{m}")
+        figures[f"gain_{m}"] = model - base if model is not None and base is not None else None
+    return {**figures, "source": source}
+
+
 def is_run_dir(path: Path) -> bool:
     return path.is_dir() and any(
         (path / name).exists() for name in ("summary.json", "config.yaml", "checkpoints")
@@ -97,6 +140,7 @@ def load_run(path: Path, name: str | None = None, entry: dict | None = None) -> 
         encoder=summary.get("encoder") or cfg_get(cfg, "model.encoder") or entry.get("encoder"),
         summary=summary,
         cfg=cfg,
+        evaluation=read_evaluation(path if path.is_dir() else None, summary),
     )
 
 

@@ -33,6 +33,12 @@ COLUMNS = [
     ("val_ssim", "SSIM"),
     ("val_l1", "L1"),
     ("val_loss", "val loss"),
+    ("eval_psnr", "eval PSNR (dB)"),
+    ("eval_ssim", "eval SSIM"),
+    ("identity_psnr", "identity PSNR (dB)"),
+    ("gain_psnr", "gain PSNR (dB)"),
+    ("gain_ssim", "gain SSIM"),
+    ("eval_source", "eval from"),
     ("train_size", "train px"),
     ("train_time_s", "train time (s)"),
     ("train_img_per_s", "train img/s"),
@@ -46,10 +52,17 @@ _FORMATS = {
     "val_ssim": "{:.3f}".format,
     "val_l1": "{:.4f}".format,
     "val_loss": "{:.4f}".format,
+    "eval_psnr": "{:.2f}".format,
+    "eval_ssim": "{:.3f}".format,
+    "identity_psnr": "{:.2f}".format,
+    "gain_psnr": "{:+.2f}".format,
+    "gain_ssim": "{:+.3f}".format,
     "train_time_s": "{:.0f}".format,
     "train_img_per_s": "{:.1f}".format,
     "latency_ms_256": "{:.0f}".format,
 }
+# Shown as "-" when unknown: runs older than `toonclip eval` and summary "final"/"identity".
+EVAL_COLUMNS = ("eval_psnr", "eval_ssim", "identity_psnr", "gain_psnr", "gain_ssim", "eval_source")
 
 
 @dataclass
@@ -116,7 +129,7 @@ def measure(model: nn.Module, latency_runs: int, threads: int) -> Cost:
 
 def row(run: Run, cost: Cost) -> dict:
     """The run's table row (raw values; None where unknown)."""
-    best, s = run.best, run.summary
+    best, s, ev = run.best, run.summary, run.evaluation
     return {
         "run": run.name,
         "arch": run.arch,
@@ -128,6 +141,12 @@ def row(run: Run, cost: Cost) -> dict:
         "val_ssim": best.get("val/ssim"),
         "val_l1": best.get("val/l1"),
         "val_loss": best.get("val/loss"),
+        "eval_psnr": ev.get("psnr"),
+        "eval_ssim": ev.get("ssim"),
+        "identity_psnr": ev.get("identity_psnr"),
+        "gain_psnr": ev.get("gain_psnr"),
+        "gain_ssim": ev.get("gain_ssim"),
+        "eval_source": ev.get("source"),
         "train_size": run.size,
         "train_time_s": s.get("train_time_s"),
         "train_img_per_s": s.get("train_img_per_s"),
@@ -137,9 +156,9 @@ def row(run: Run, cost: Cost) -> dict:
 
 
 def display(key: str, value) -> str:
-    """A table cell as text ('' for unknown)."""
+    """A table cell as text ('' for unknown, '-' for an unknown eval figure)."""
     if value is None or value == "":
-        return ""
+        return "-" if key in EVAL_COLUMNS else ""
     fmt = _FORMATS.get(key)
     if fmt and isinstance(value, int | float):
         return fmt(value)

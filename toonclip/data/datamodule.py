@@ -15,13 +15,15 @@ from torch.utils.data import DataLoader, Dataset
 from toonclip.data.augment import PairAugment
 from toonclip.data.cache import build_cache
 from toonclip.data.io import resize
+from toonclip.data.loading import EpochSampler, collate_pairs, global_seed, worker_init
 from toonclip.data.pairs import Pair, find_pairs, split_pairs
 
 log = logging.getLogger(__name__)
 
 
 class PairDataset(Dataset):
-    """Items: {"face", "cartoon"}: (3, size, size) uint8 tensors (RGB); "index": int.
+    """Items: {"face", "cartoon"}: (3, size, size) uint8 tensors (RGB; views of HWC arrays);
+    "index": int. Batched by loading.collate_pairs.
 
     Images stay uint8 until they reach the model's device (4x less to copy); the LightningModule
     converts them to float in [0, 1].
@@ -43,7 +45,12 @@ class PairDataset(Dataset):
 
 
 class PairDataModule(L.LightningDataModule):
-    """Finds pairs under `root`, splits them (seeded), decodes them once, serves augmented batches."""
+    """Finds pairs under `root`, splits them (seeded), decodes them once, serves augmented batches.
+
+    `samples_per_epoch` (None: one pass over the train pairs) sets how many samples a train epoch
+    draws (see EpochSampler); `persistent_workers` and `prefetch_factor` apply when
+    `num_workers` > 0, and every worker runs OpenCV and torch on one thread (see worker_init).
+    """
 
     def __init__(
         self,
@@ -61,6 +68,9 @@ class PairDataModule(L.LightningDataModule):
         cache_scale: float = 1.25,
         augment: Mapping | None = None,
         pin_memory: bool = False,
+        samples_per_epoch: int | None = None,
+        persistent_workers: bool = True,
+        prefetch_factor: int | None = 2,
     ):
         super().__init__()
         from toonclip.errors import DataError
@@ -75,6 +85,13 @@ class PairDataModule(L.LightningDataModule):
         self.cache, self.cache_dir, self.cache_scale = cache, cache_dir, cache_scale
         self.augment_cfg = dict(augment or {})
         self.pin_memory = pin_memory
+        if samples_per_epoch is not None and int(samples_per_epoch) < self.batch_size:
+            raise DataError(
+                f"data.samples_per_epoch={samples_per_epoch}: use at least data.batch_size "
+                f"({self.batch_size}), or null for one pass over the train pairs per epoch"
+            )
+        self.samples_per_epoch = None if samples_per_epoch is None else int(samples_per_epoch)
+        self.persistent_workers, self.prefetch_factor = bool(persistent_workers), prefetch_factor
         self.train_pairs: list[Pair] = []
         self.val_pairs: list[Pair] = []
         self._ready = False
@@ -103,22 +120,32 @@ class PairDataModule(L.LightningDataModule):
         )
         self._ready = True
 
-    def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
+    def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
+        sampler = None
+        if train and self.samples_per_epoch:
+            sampler = EpochSampler(len(dataset), self.samples_per_epoch, seed=global_seed())
+        n = len(sampler) if sampler is not None else len(dataset)
+        workers = self.num_workers > 0
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            shuffle=train and sampler is None,
+            sampler=sampler,
+            collate_fn=collate_pairs,
             num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
+            # Workers live across epochs and validations: no re-fork and no re-pickled cache.
+            persistent_workers=workers and self.persistent_workers,
+            prefetch_factor=self.prefetch_factor if workers else None,
+            worker_init_fn=worker_init if workers else None,
             pin_memory=self.pin_memory,
-            drop_last=shuffle and len(dataset) >= self.batch_size,
+            drop_last=train and n >= self.batch_size,
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True)
+        return self._loader(self.train_set, train=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False)
+        return self._loader(self.val_set, train=False)
 
     def grid_batch(self, n: int) -> dict[str, torch.Tensor]:
         """The first `n` validation pairs (un-augmented): the fixed rows of every validation grid."""

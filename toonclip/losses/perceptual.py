@@ -41,12 +41,16 @@ class PerceptualStyleLoss(nn.Module):
         pixel_weight: float = 0.0,
         criterion: str = "l1",
         vgg_weights: str = "auto",
+        vgg_random_init: str = "kaiming",
     ):
         super().__init__()
         if criterion not in CRITERIA:
             raise ConfigError(f"loss.criterion={criterion}: use one of {', '.join(CRITERIA)}")
-        self.layer_weights = dict(layer_weights or {})
-        self.style_layer_weights = dict(style_layer_weights or self.layer_weights)
+        # A weight of 0 drops the layer: config files merge mappings, so 0 is how an experiment
+        # removes a layer that the default loss uses.
+        self.layer_weights = {k: float(w) for k, w in (layer_weights or {}).items() if w}
+        style = self.layer_weights if style_layer_weights is None else style_layer_weights
+        self.style_layer_weights = {k: float(w) for k, w in style.items() if w}
         self.perceptual_weight, self.style_weight = float(perceptual_weight), float(style_weight)
         self.pixel_weight = float(pixel_weight)
         self.criterion = CRITERIA[criterion]
@@ -55,7 +59,7 @@ class PerceptualStyleLoss(nn.Module):
             layers |= set(self.layer_weights)
         if self.style_weight > 0:
             layers |= set(self.style_layer_weights)
-        self.vgg = VGGFeatures(sorted(layers), vgg_weights) if layers else None
+        self.vgg = VGGFeatures(sorted(layers), vgg_weights, vgg_random_init) if layers else None
 
     @property
     def weights_record(self):

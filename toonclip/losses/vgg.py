@@ -26,13 +26,18 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+# How a VGG16 without ImageNet weights is initialised (see random_init).
+RANDOM_INITS = ("kaiming", "torch")
+
+
 class VGGFeatures(nn.Module):
     """forward(x): x (N, 3, H, W) float RGB in [0, 1] -> {layer name: (N, C, H/k, W/k)}.
 
-    ImageNet normalisation happens inside, so callers pass images as they are.
+    ImageNet normalisation happens inside, so callers pass images as they are. `random_init`
+    applies only when the weights end up random (policy none, or auto offline).
     """
 
-    def __init__(self, layers: list[str], weights: str = "auto"):
+    def __init__(self, layers: list[str], weights: str = "auto", random_init: str = "kaiming"):
         super().__init__()
         unknown = [name for name in layers if name not in VGG16_LAYERS]
         if unknown or not layers:
@@ -41,7 +46,15 @@ class VGGFeatures(nn.Module):
             )
         self.layers = sorted(layers, key=VGG16_LAYERS.get)
         self.index = {VGG16_LAYERS[name]: name for name in self.layers}
+        if random_init not in RANDOM_INITS:
+            raise ConfigError(
+                f"loss.vgg_random_init={random_init}: use one of {', '.join(RANDOM_INITS)}"
+            )
         features, self.weights_record = _load_vgg16(weights)
+        if self.weights_record.loaded == "random":
+            init_random(features, random_init)
+            note = self.weights_record.note
+            self.weights_record.note = f"{note}; " * bool(note) + f"{random_init} init"
         self.features = features[: max(self.index) + 1]
         self.features.requires_grad_(False).eval()
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
@@ -59,6 +72,29 @@ class VGGFeatures(nn.Module):
             if i in self.index:
                 out[self.index[i]] = h
         return out
+
+
+def init_random(features: nn.Sequential, how: str) -> None:
+    """Initialise a random VGG16 trunk so that it works as a perceptual loss.
+
+    "torch": nn.Conv2d's default (uniform, variance 1/(3 fan_in)). Each conv+ReLU shrinks the
+    signal, so a small change to the image moves relu3_3 ~1/100 and relu4_3 ~1/1000 as much as
+    relu1_2, and their Gram matrices 1e-4 to 1e-6 as much (measured on random 128 px images):
+    deep perceptual and all style terms vanish, leaving relu1_2, close to a blurry pixel loss.
+    "kaiming": He normal (fan_in, ReLU gain), zero bias, which keeps the second moment constant
+    through depth (He et al., ICCV 2015): every layer then moves about as much as relu1_2. Random-weight networks
+    initialised this way are usable perceptual/style losses (He et al., NeurIPS 2016; Liu et
+    al., "Generic Perceptual Loss", CVPR 2021). The seed is fixed so that runs compare.
+    """
+    if how == "torch":
+        return
+    gen = torch.Generator().manual_seed(0)
+    for m in features.modules():
+        if isinstance(m, nn.Conv2d):
+            fan_in = m.in_channels * m.kernel_size[0] * m.kernel_size[1]
+            with torch.no_grad():
+                m.weight.normal_(0.0, (2.0 / fan_in) ** 0.5, generator=gen)
+                m.bias.zero_()
 
 
 def _features() -> nn.Sequential:

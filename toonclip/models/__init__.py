@@ -5,6 +5,7 @@ from toonclip.models.factory import (
     Generator,
     build_generator,
     count_parameters,
+    generator_from_config,
     resolve_arch,
     resolve_encoder,
 )
@@ -14,6 +15,7 @@ __all__ = [
     "Generator",
     "build_generator",
     "count_parameters",
+    "generator_from_config",
     "resolve_arch",
     "resolve_encoder",
 ]

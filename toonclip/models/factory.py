@@ -52,18 +52,38 @@ class Generator(nn.Module):
     forward(x): x is (N, 3, H, W) float RGB in [0, 1], H and W multiples of 32.
     Returns (N, 3, H, W) float RGB, nominally in [0, 1] but not clamped (the loss sees the raw
     values so that out-of-range pixels still get gradients; callers clamp for display).
+
+    residual=True returns x + net(x) with the head's last convolution zero-initialised, so an
+    untrained network is the identity (the face itself) and training learns the change from face
+    to cartoon. It adds no parameters: the smp network is unchanged. Measured in docs/recipe.md.
     """
 
-    def __init__(self, net: nn.Module, arch: str, encoder: str, weights: W.WeightsRecord):
+    def __init__(
+        self,
+        net: nn.Module,
+        arch: str,
+        encoder: str,
+        weights: W.WeightsRecord,
+        residual: bool = False,
+    ):
         super().__init__()
         self.net = net
         self.arch, self.encoder = arch, encoder
         self.weights_record = weights
+        self.residual = bool(residual)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        if self.residual:
+            # smp networks end in `segmentation_head`; its last convolution makes the output.
+            head_module = getattr(net, "segmentation_head", net)
+            head = [m for m in head_module.modules() if isinstance(m, nn.Conv2d)][-1]
+            nn.init.zeros_(head.weight)
+            if head.bias is not None:
+                nn.init.zeros_(head.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net((x - self.mean) / self.std)
+        y = self.net((x - self.mean) / self.std)
+        return x + y if self.residual else y
 
 
 def resolve_arch(name: str) -> str:
@@ -115,6 +135,7 @@ def build_generator(
     arch: str = "unetplusplus",
     encoder: str = "mobilenetv3_large_100",
     weights: str = "auto",
+    residual: bool = False,
     **smp_kwargs,
 ) -> Generator:
     """Build the generator with a 3-channel head.
@@ -123,6 +144,7 @@ def build_generator(
         arch: Flash head / smp architecture name (see ARCHITECTURES).
         encoder: Flash backbone (timm) name, smp encoder name, or `tu-<timm name>`.
         weights: encoder weights policy: auto | imagenet | none | path to a file.
+        residual: output the face plus the network's output (see Generator).
         smp_kwargs: passed to the smp class (decoder_channels, ...).
     """
     arch_key = resolve_arch(arch)
@@ -151,7 +173,18 @@ def build_generator(
         net = make(None)
         W.load_matching(net.encoder, W.load_state_dict_file(policy), policy, "encoder")
         record = W.WeightsRecord("encoder", policy, f"file:{policy}")
-    return Generator(net, arch_key, encoder, record)
+    return Generator(net, arch_key, encoder, record, residual=residual)
+
+
+def generator_from_config(model_cfg, weights: str | None = None) -> Generator:
+    """build_generator from a run's `model` config group; `weights` overrides model.weights
+    (loading a checkpoint passes "none": its state dict replaces whatever was loaded)."""
+    return build_generator(
+        model_cfg.arch,
+        model_cfg.encoder,
+        weights=model_cfg.get("weights", "auto") if weights is None else weights,
+        residual=bool(model_cfg.get("residual", False)),
+    )
 
 
 def _pretrained(make, policy: str, smp_encoder: str) -> tuple[nn.Module, W.WeightsRecord]:

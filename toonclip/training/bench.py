@@ -1,17 +1,24 @@
-"""`toonclip bench-train [size=128] [batch=4] [steps=20] [warmup=3] [rounds=2] [key=value ...]`.
+"""`toonclip bench-train [size=128] [batch=4] [steps=20] [warmup=3] [rounds=2] [data_only=false]
+[key=value ...]`.
 
-Prints training img/s of the configured network three ways, in one process:
-  1. data loading alone (cache -> augmentation -> collate), no compute;
+Prints training img/s of the configured network four ways, in one process:
+  1. data loading alone (cache -> augmentation -> collate through the train loader), no compute;
   2. a plain PyTorch loop (same generator, loss, optimiser, clipping, precision);
-  3. toonclip's LightningModule under lightning.Trainer.
+  3. toonclip's LightningModule under lightning.Trainer;
+  4. effective: a real `toonclip train` fit of warmup + steps steps through the datamodule's own
+     loader (workers, validation at trainer.val_every_n_steps, checkpoints, start-up included):
+     images trained / wall seconds of trainer.fit, as summary.json's effective_img_per_s.
 Steps 2 and 3 consume the same pre-loaded batches, so data loading is timed apart from compute.
-They alternate for `rounds` rounds (swapping which goes first) and each reports its median, which evens out drift on a busy
-machine. Other `key=value` go to the training config (e.g. data.root=..., trainer.precision=...,
-model.channels_last=true, trainer.accelerator=gpu). Without a data folder, synthetic pairs are used.
+They alternate for `rounds` rounds (swapping which goes first) and each reports its median, which
+evens out drift on a busy machine. `data_only=true` measures only 1 (e.g. against
+data.num_workers). Other `key=value` go to the training config (e.g. data.root=...,
+trainer.precision=..., model.channels_last=true, trainer.accelerator=gpu, data.num_workers=8).
+Without a data folder, synthetic pairs are used. Everything runs on one device.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import statistics
 import tempfile
@@ -28,7 +35,16 @@ from toonclip.errors import ConfigError
 from toonclip.training.callbacks import Throughput
 from toonclip.training.module import ToonModule
 
-OWN = {"size": 128, "batch": 4, "steps": 20, "warmup": 3, "rounds": 2, "threads": 0, "out": ""}
+OWN = {
+    "size": 128,
+    "batch": 4,
+    "steps": 20,
+    "warmup": 3,
+    "rounds": 2,
+    "threads": 0,
+    "out": "",
+    "data_only": False,
+}
 
 
 def _sync(device: torch.device) -> None:
@@ -112,6 +128,29 @@ def lightning_loop(cfg, batches: list[dict], warmup: int) -> float:
     return meter.img_per_s
 
 
+def effective_fit(cfg, steps: int, run_dir: Path) -> dict:
+    """A real `toonclip train` run of `steps` steps into `run_dir`; its summary's speed figures."""
+    from toonclip.training.run import train
+    from toonclip.training.summary import read_summary
+
+    cfg = copy.deepcopy(cfg)
+    cfg.trainer.max_steps = steps
+    cfg.trainer.devices, cfg.trainer.strategy = 1, "auto"
+    summary = read_summary(train(cfg, run_dir) / "summary.json")
+    return {k: summary.get(k) for k in ("effective_img_per_s", "fit_wall_s", "images_trained")}
+
+
+def _parse_own(opts: dict) -> dict:
+    own = {}
+    for key, default in OWN.items():
+        value = opts.pop(key, default)
+        if isinstance(default, bool) and isinstance(value, str):
+            own[key] = value.lower() in ("1", "true", "yes")
+        else:
+            own[key] = type(default)(value)
+    return own
+
+
 def _data_root(cfg, tmp: Path) -> str:
     if Path(cfg.data.root).is_dir():
         return cfg.data.root
@@ -124,7 +163,7 @@ def cli(argv: list[str]) -> int:
     positionals, opts = split_args(argv)
     if positionals:
         raise ConfigError(f"unexpected argument '{positionals[0]}'; options are key=value")
-    own = {k: type(v)(opts.pop(k)) if k in opts else v for k, v in OWN.items()}
+    own = _parse_own(opts)
     overrides = [f"{k}={v}" for k, v in opts.items()]
     overrides += [
         f"data.size={own['size']}",
@@ -136,20 +175,51 @@ def cli(argv: list[str]) -> int:
     cfg = compose(overrides)
     if own["threads"]:
         torch.set_num_threads(own["threads"])
+    result = {
+        "arch": cfg.model.arch,
+        "encoder": cfg.model.encoder,
+        "size": own["size"],
+        "batch": own["batch"],
+        "timed_steps": own["steps"],
+        "warmup_steps": own["warmup"],
+        "rounds": own["rounds"],
+        "num_workers": cfg.data.num_workers,
+        "precision": cfg.trainer.precision,
+        "channels_last": bool(cfg.model.channels_last),
+        "torch_threads": torch.get_num_threads(),
+    }
     with tempfile.TemporaryDirectory() as tmp:
         cfg.data.root = _data_root(cfg, Path(tmp))
-        dm = PairDataModule(**cfg.data)
-        dm.setup("fit")
-        n = own["warmup"] + own["steps"]
-        loader_batches, t0 = [], time.perf_counter()
-        while len(loader_batches) < n:
-            for batch in dm.train_dataloader():  # persistent workers: started once
-                loader_batches.append(batch)
-                if len(loader_batches) == own["warmup"]:
-                    t0 = time.perf_counter()  # worker start-up is not loading throughput
-                if len(loader_batches) == n:
-                    break
-        data_img_s = own["steps"] * own["batch"] / (time.perf_counter() - t0)
+        loader_batches, data_img_s = _load_batches(cfg, own)
+        result["data_img_per_s"] = round(data_img_s, 1)
+        if not own["data_only"]:
+            result.update(_compute(cfg, own, loader_batches))
+            fit = effective_fit(cfg, own["warmup"] + own["steps"], Path(tmp) / "fit")
+            result.update(fit)
+    print(_table(result))
+    if own["out"]:
+        Path(own["out"]).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+def _load_batches(cfg, own: dict) -> tuple[list[dict], float]:
+    """warmup + steps batches from the train loader, and img/s over the last `steps` of them."""
+    dm = PairDataModule(**cfg.data)
+    dm.setup("fit")
+    n = own["warmup"] + own["steps"]
+    batches, t0 = [], time.perf_counter()
+    while len(batches) < n:
+        for batch in dm.train_dataloader():  # persistent workers: started once
+            batches.append(batch)
+            if len(batches) == own["warmup"]:
+                t0 = time.perf_counter()  # worker start-up is not loading throughput
+            if len(batches) == n:
+                break
+    return batches, own["steps"] * own["batch"] / (time.perf_counter() - t0)
+
+
+def _compute(cfg, own: dict, batches: list[dict]) -> dict:
+    """The plain loop and the LightningModule on the same batches, alternating for `rounds`."""
     accel = cfg.trainer.accelerator
     device = torch.device(
         "cuda"
@@ -160,47 +230,38 @@ def cli(argv: list[str]) -> int:
     for r in range(own["rounds"]):
         # Alternate which goes first: the second run of a round inherits a warm allocator.
         if r % 2 == 0:
-            plain.append(plain_loop(cfg, loader_batches, own["warmup"], device))
-            light.append(lightning_loop(cfg, loader_batches, own["warmup"]))
+            plain.append(plain_loop(cfg, batches, own["warmup"], device))
+            light.append(lightning_loop(cfg, batches, own["warmup"]))
         else:
-            light.append(lightning_loop(cfg, loader_batches, own["warmup"]))
-            plain.append(plain_loop(cfg, loader_batches, own["warmup"], device))
-    result = {
-        "arch": cfg.model.arch,
-        "encoder": cfg.model.encoder,
-        "size": own["size"],
-        "batch": own["batch"],
-        "timed_steps": own["steps"],
-        "warmup_steps": own["warmup"],
-        "rounds": own["rounds"],
+            light.append(lightning_loop(cfg, batches, own["warmup"]))
+            plain.append(plain_loop(cfg, batches, own["warmup"], device))
+    out = {
         "device": str(device),
-        "precision": cfg.trainer.precision,
-        "channels_last": bool(cfg.model.channels_last),
-        "torch_threads": torch.get_num_threads(),
-        "data_img_per_s": round(data_img_s, 1),
         "plain_img_per_s": round(statistics.median(plain), 2),
         "toonclip_img_per_s": round(statistics.median(light), 2),
         "plain_rounds": [round(x, 2) for x in plain],
         "toonclip_rounds": [round(x, 2) for x in light],
     }
-    result["ratio"] = round(result["toonclip_img_per_s"] / result["plain_img_per_s"], 3)
-    print(_table(result))
-    if own["out"]:
-        Path(own["out"]).write_text(json.dumps(result, indent=2) + "\n")
-    return 0
+    out["ratio"] = round(out["toonclip_img_per_s"] / out["plain_img_per_s"], 3)
+    return out
 
 
 def _table(r: dict) -> str:
-    return "\n".join(
-        [
-            f"bench-train: {r['arch']} / {r['encoder']}, {r['size']} px, batch {r['batch']}, "
-            f"{r['timed_steps']} timed steps after {r['warmup_steps']} warm-up, {r['rounds']} rounds, "
-            f"{r['device']}, {r['precision']}, channels_last={r['channels_last']}, threads {r['torch_threads']}",
-            "| what | img/s |",
-            "|---|---|",
-            f"| data loading only (decode cache, augment, collate) | {r['data_img_per_s']} |",
+    lines = [
+        f"bench-train: {r['arch']} / {r['encoder']}, {r['size']} px, batch {r['batch']}, "
+        f"{r['timed_steps']} timed steps after {r['warmup_steps']} warm-up, {r['rounds']} rounds, "
+        f"{r.get('device', '-')}, {r['precision']}, channels_last={r['channels_last']}, "
+        f"threads {r['torch_threads']}, {r['num_workers']} loader workers",
+        "| what | img/s |",
+        "|---|---|",
+        f"| data loading only (decode cache, augment, collate) | {r['data_img_per_s']} |",
+    ]
+    if "ratio" in r:
+        lines += [
             f"| plain PyTorch loop (median of {r['plain_rounds']}) | {r['plain_img_per_s']} |",
             f"| toonclip LightningModule + Trainer (median of {r['toonclip_rounds']}) | {r['toonclip_img_per_s']} |",
             f"| ratio toonclip / plain | {r['ratio']} |",
+            f"| effective: toonclip train fit, {r['images_trained']} images in {r['fit_wall_s']} s "
+            f"(loader, validation, checkpoints, start-up) | {r['effective_img_per_s']} |",
         ]
-    )
+    return "\n".join(lines)

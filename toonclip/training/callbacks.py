@@ -1,4 +1,5 @@
-"""Callbacks: validation grids (PNG + TensorBoard) and training throughput."""
+"""Callbacks: validation grids (PNG + TensorBoard), training throughput, a final validation,
+precise BatchNorm statistics."""
 
 from __future__ import annotations
 
@@ -51,11 +52,16 @@ class ValidationGrid(L.Callback):
 
 class Throughput(L.Callback):
     """Training images per second over optimiser steps (data wait and validation excluded),
-    skipping the first `warmup` steps of this process (allocator and kernel warm-up)."""
+    skipping the first `warmup` steps of this process (allocator and kernel warm-up).
+
+    `img_per_s` and `images_trained` are this rank's; multiply by the world size for all ranks
+    (every rank runs the same number of equal batches).
+    """
 
     def __init__(self, warmup: int = 3):
         self.warmup = warmup
-        self.images = 0
+        self.images = 0  # timed steps only
+        self.images_trained = 0  # every step of this fit, warm-up included
         self.seconds = 0.0
         self._seen = 0
         self._start = 0.0
@@ -69,13 +75,35 @@ class Throughput(L.Callback):
         if pl_module.device.type == "cuda":
             torch.cuda.synchronize()
         self._seen += 1
+        n = batch["face"].shape[0]
+        self.images_trained += n
         if self._seen > self.warmup:
             self.seconds += time.perf_counter() - self._start
-            self.images += batch["face"].shape[0]
+            self.images += n
 
     @property
     def img_per_s(self) -> float | None:
         return self.images / self.seconds if self.seconds > 0 else None
+
+
+class FinalValidation(L.Callback):
+    """Make the last training step a validation step, so every finished run ends with one.
+
+    Validation runs every `trainer.val_every_n_steps`; when max_steps is not a multiple of it, or
+    max_epochs ends the run, the last weights would go unscored. Setting `trainer.should_stop` on
+    the last step makes Lightning validate right there, inside fit (the same path as early
+    stopping; max_time's Timer stops the same way), so the grid, metrics.csv, best.ckpt and the
+    summary's `final` all see it. When the last step is a validation step anyway, it runs once.
+    """
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        last_step = 0 < trainer.max_steps <= trainer.global_step
+        last_epoch = trainer.max_epochs is not None and 0 < trainer.max_epochs <= (
+            trainer.current_epoch + 1
+        )
+        last_batch = batch_idx + 1 >= trainer.num_training_batches
+        if last_step or (last_epoch and last_batch):
+            trainer.should_stop = True
 
 
 class PreciseBatchNorm(L.Callback):

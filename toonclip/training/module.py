@@ -9,7 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
 from toonclip.errors import ToonclipError
-from toonclip.models import build_generator
+from toonclip.models import generator_from_config
 
 
 class NonFiniteLossError(ToonclipError):
@@ -29,12 +29,14 @@ class ToonModule(L.LightningModule):
         cfg = OmegaConf.create(cfg) if isinstance(cfg, dict) else cfg
         self.save_hyperparameters({"cfg": OmegaConf.to_container(cfg, resolve=True)})
         self.cfg = cfg
-        self.generator = build_generator(
-            cfg.model.arch, cfg.model.encoder, weights=cfg.model.weights
-        )
+        self.generator = generator_from_config(cfg.model)
         self.loss = instantiate(cfg.loss)
         self.val_psnr = PeakSignalNoiseRatio(data_range=1.0)
         self.val_ssim = StructuralSimilarityIndexMeasure(data_range=1.0)
+        # The identity baseline: the face itself as the prediction, scored by the same metric
+        # definitions on the same batches, so summary.json can say what training gained over it.
+        self.identity_psnr = PeakSignalNoiseRatio(data_range=1.0)
+        self.identity_ssim = StructuralSimilarityIndexMeasure(data_range=1.0)
         self._channels_last = bool(cfg.model.get("channels_last", False))
 
     def configure_model(self) -> None:
@@ -56,23 +58,14 @@ class ToonModule(L.LightningModule):
         return self.generator(face)
 
     def _log_parts(self, stage: str, total: torch.Tensor, parts: dict, batch_size: int) -> None:
+        # Validation values are epoch means: under DDP they are averaged over the ranks
+        # (sync_dist), so every rank, the checkpoint monitor and metrics.csv see the same number.
+        # Train values are per step and stay per rank (no collective on every step).
         on_step = stage == "train"
-        self.log(
-            f"{stage}/loss",
-            total.detach(),
-            prog_bar=True,
-            on_step=on_step,
-            on_epoch=not on_step,
-            batch_size=batch_size,
-        )
+        kwargs = {"on_step": on_step, "on_epoch": not on_step, "batch_size": batch_size}
+        self.log(f"{stage}/loss", total.detach(), prog_bar=True, sync_dist=not on_step, **kwargs)
         for name, value in parts.items():
-            self.log(
-                f"{stage}/{name}",
-                value,
-                on_step=on_step,
-                on_epoch=not on_step,
-                batch_size=batch_size,
-            )
+            self.log(f"{stage}/{name}", value, sync_dist=not on_step, **kwargs)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         pred = self.generator(batch["face"])
@@ -93,17 +86,28 @@ class ToonModule(L.LightningModule):
         return batch_idx % max(1, int(self.trainer.log_every_n_steps)) == 0
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
+        """Logs val/{loss, parts, psnr, ssim, l1} and val/identity_{psnr, ssim, l1}.
+
+        PSNR/SSIM are torchmetrics objects over the whole val set (data_range 1, images float in
+        [0, 1]; they reduce across DDP ranks themselves); L1 is the mean absolute error in [0, 1].
+        """
         pred = self.generator(batch["face"])
         total, parts = self.loss(pred, batch["cartoon"])
         n = batch["face"].shape[0]
         self._log_parts("val", total, parts, n)
         pred = pred.float().clamp(0, 1)
-        target = batch["cartoon"].float()
+        target, face = batch["cartoon"].float(), batch["face"].float()
         self.val_psnr(pred, target)
         self.val_ssim(pred, target)
+        self.identity_psnr(face, target)
+        self.identity_ssim(face, target)
+        l1 = torch.nn.functional.l1_loss
         self.log("val/psnr", self.val_psnr, prog_bar=True, batch_size=n)
         self.log("val/ssim", self.val_ssim, batch_size=n)
-        self.log("val/l1", torch.nn.functional.l1_loss(pred, target), batch_size=n)
+        self.log("val/l1", l1(pred, target), batch_size=n, sync_dist=True)
+        self.log("val/identity_psnr", self.identity_psnr, batch_size=n)
+        self.log("val/identity_ssim", self.identity_ssim, batch_size=n)
+        self.log("val/identity_l1", l1(face, target), batch_size=n, sync_dist=True)
 
     def configure_optimizers(self):
         optimizer = instantiate(self.cfg.optim.optimizer)(self.generator.parameters())

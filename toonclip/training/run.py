@@ -3,11 +3,12 @@
 Run folder (its name starts with `<arch>__<encoder>`):
     config.yaml  overrides.yaml  summary.json  metrics.csv  val_files.txt  train.log (sweeps)
     checkpoints/{best,last}.ckpt   grids/step_XXXXXX.png, latest.png   tb/ (TensorBoard)
+
+Under DDP every rank runs this module; only global rank zero writes the folder (distributed.py).
 """
 
 from __future__ import annotations
 
-import csv
 import logging
 import re
 import sys
@@ -18,12 +19,7 @@ from pathlib import Path
 
 import lightning as L
 import yaml
-from lightning.pytorch.callbacks import (
-    LearningRateMonitor,
-    ModelCheckpoint,
-    OnExceptionCheckpoint,
-    RichProgressBar,
-)
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
@@ -32,9 +28,17 @@ from toonclip.config import compose, to_yaml
 from toonclip.data.datamodule import PairDataModule
 from toonclip.data.pairs import find_pairs
 from toonclip.errors import ConfigError
-from toonclip.models import count_parameters, resolve_arch, resolve_encoder
+from toonclip.models import resolve_arch, resolve_encoder
+from toonclip.training import distributed as D
+from toonclip.training import metrics_merge
 from toonclip.training import summary as S
-from toonclip.training.callbacks import PreciseBatchNorm, Throughput, ValidationGrid
+from toonclip.training.averaging import recipe_callbacks
+from toonclip.training.callbacks import (
+    FinalValidation,
+    PreciseBatchNorm,
+    Throughput,
+    ValidationGrid,
+)
 from toonclip.training.module import ToonModule
 
 log = logging.getLogger(__name__)
@@ -78,7 +82,11 @@ def prepare(overrides: list[str]) -> tuple[DictConfig, Path, Path | None]:
     cfg = compose(overrides)
     if cfg.resume in (False, None, "false"):
         _check(cfg)
-        name = f"{_run_name(cfg)}__{datetime.now():%Y%m%d-%H%M%S}"
+        shared = D.launched_child_run_dir()
+        if shared is not None:  # a DDP rank started by rank zero: its folder, already checked
+            return cfg, shared, None
+        suffix = D.scheduler_run_suffix() or f"{datetime.now():%Y%m%d-%H%M%S}"
+        name = f"{_run_name(cfg)}__{suffix}"
         run_dir = Path(cfg.run_dir) if cfg.run_dir else Path(cfg.runs_root) / name
         ckpts = run_dir / "checkpoints"
         if ckpts.is_dir() and any(ckpts.iterdir()):
@@ -120,9 +128,13 @@ def trainer_kwargs(cfg: DictConfig) -> dict:
     return kwargs
 
 
-def build_trainer(cfg: DictConfig, run_dir: Path, extra_callbacks=()) -> L.Trainer:
+def build_callbacks(cfg: DictConfig, run_dir: Path, extra_callbacks=()) -> list[L.Callback]:
+    """The order is a contract: hooks of one kind run in list order. The recipe callbacks (EMA)
+    sit after ValidationGrid and before PreciseBatchNorm: at validation start they swap their
+    weights in before BatchNorm statistics are re-estimated, at validation end they swap them
+    back after the grid is drawn. (Lightning moves checkpoint callbacks to the end by itself.)"""
     ckpt_dir = run_dir / "checkpoints"
-    callbacks = [
+    return [
         ModelCheckpoint(
             dirpath=ckpt_dir,
             filename="best",
@@ -139,13 +151,19 @@ def build_trainer(cfg: DictConfig, run_dir: Path, extra_callbacks=()) -> L.Train
             save_last=True,
             every_n_train_steps=int(cfg.trainer.checkpoint_every_n_steps),
         ),
-        OnExceptionCheckpoint(dirpath=ckpt_dir, filename="last"),
-        PreciseBatchNorm(cfg.precise_bn.batches),
+        D.ExceptionCheckpoint(dirpath=ckpt_dir, filename="last"),
+        FinalValidation(),
         ValidationGrid(run_dir / "grids", n_samples=cfg.grid.n_samples, tile=cfg.grid.tile),
+        *recipe_callbacks(cfg),
+        PreciseBatchNorm(cfg.precise_bn.batches),
         LearningRateMonitor(logging_interval="step"),
         RichProgressBar(),
         *extra_callbacks,
     ]
+
+
+def build_trainer(cfg: DictConfig, run_dir: Path, extra_callbacks=()) -> L.Trainer:
+    callbacks = build_callbacks(cfg, run_dir, extra_callbacks)
     loggers = [
         # Flushed as often as last.ckpt is written, so a crash loses no logged history.
         CSVLogger(
@@ -162,111 +180,70 @@ def build_trainer(cfg: DictConfig, run_dir: Path, extra_callbacks=()) -> L.Train
 
 
 def train(cfg: DictConfig, run_dir: Path, ckpt_path: Path | None = None, overrides=()) -> Path:
-    """Fit the configured model; returns the run folder. Writes summary.json even on failure."""
-    run_dir.mkdir(parents=True, exist_ok=True)
+    """Fit the configured model; returns the run folder. Writes summary.json even on failure.
+
+    Every DDP rank runs this; only global rank zero writes files and prints the result lines.
+    """
     cfg.run_dir = str(run_dir)
-    (run_dir / "config.yaml").write_text(to_yaml(cfg))
-    if ckpt_path is None:
-        (run_dir / "overrides.yaml").write_text(yaml.safe_dump([str(o) for o in overrides]))
-    summary = {
-        "name": run_dir.name,
-        "arch": cfg.model.arch,
-        "encoder": cfg.model.encoder,
-        "status": "running",
-        "error": None,
-        "size": cfg.data.size,
-        "run_dir": str(run_dir),
-        "started": datetime.now().isoformat(timespec="seconds"),
-        "versions": S.versions(),
-        "git_commit": S.git_commit(),
-    }
-    S.write_summary(run_dir / "summary.json", summary)
-    throughput = Throughput()
+    lead = D.is_rank_zero_before_trainer()
+    summary = S.start_record(cfg, run_dir)
+    if lead:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(to_yaml(cfg))
+        if ckpt_path is None:
+            (run_dir / "overrides.yaml").write_text(yaml.safe_dump([str(o) for o in overrides]))
+        S.write_summary(run_dir / "summary.json", summary)
+    throughput, trainer, fit_wall_s = Throughput(), None, None
     t0 = time.perf_counter()
     try:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         datamodule = PairDataModule(**cfg.data)
         datamodule.setup("fit")
-        datamodule.write_val_files(run_dir / "val_files.txt")
         module = ToonModule(cfg)
-        summary.update(
-            params=count_parameters(module.generator),
-            gflops=round(S.gflops(module.generator, cfg.summary.flops_size or cfg.data.size), 3),
-            weights={
-                "encoder": module.generator.weights_record.to_dict(),
-                "vgg16": module.loss.weights_record.to_dict()
-                if getattr(module.loss, "weights_record", None)
-                else None,
-            },
+        if lead:
+            datamodule.write_val_files(run_dir / "val_files.txt")
+            summary.update(S.model_record(module, cfg))
+            S.write_summary(run_dir / "summary.json", summary)
+        watch = D.ChildWatch(
+            lambda cause: S.record_failure(
+                summary, D.RankFailedError(cause), run_dir, time.perf_counter() - t0
+            )
         )
-        S.write_summary(run_dir / "summary.json", summary)
-        if ckpt_path is not None:
-            _set_aside_metrics(run_dir)
-        trainer = build_trainer(cfg, run_dir, extra_callbacks=[throughput])
+        trainer = build_trainer(cfg, run_dir, extra_callbacks=[throughput, watch])
+        lead = trainer.is_global_zero
+        if ckpt_path is not None and lead:
+            metrics_merge.set_aside(run_dir)
+        fit_start = time.perf_counter()
         try:
-            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+            with D.share_run_dir(trainer, run_dir):
+                trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
         finally:
-            _merge_metrics(run_dir)
-        trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+            fit_wall_s = time.perf_counter() - fit_start
+            if lead:
+                metrics_merge.merge_back(run_dir)
+        trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")  # all ranks: a barrier
         if trainer.interrupted:
             raise KeyboardInterrupt
+        if lead:
+            D.raise_if_children_failed(trainer)
     except BaseException as exc:
-        # Ctrl-C, or SIGTERM from a scheduler (Lightning raises SIGTERMException, a SystemExit).
-        stopped = isinstance(exc, (KeyboardInterrupt, SystemExit))
-        message = (str(exc).splitlines() or [""])[0][:500] or type(exc).__name__
-        if stopped:
-            message = f"stopped ({type(exc).__name__}); continue with: toonclip train run_dir={run_dir} resume=true"
-        summary.update(
-            status="interrupted" if stopped else "failed",
-            error=message,
-            train_time_s=round(time.perf_counter() - t0, 1),
-        )
-        S.write_summary(run_dir / "summary.json", summary)
+        cause = D.stop_children(trainer)
+        if lead:
+            S.record_failure(summary, exc, run_dir, time.perf_counter() - t0, cause=cause)
         raise
+    if not lead:
+        return run_dir
     summary.update(
         status="finished",
         global_step=trainer.global_step,
+        world_size=trainer.world_size,
+        steps_per_epoch=trainer.num_training_batches,
         best=S.best_metrics(run_dir / "metrics.csv"),
+        **S.final_and_identity(run_dir / "metrics.csv"),
         train_time_s=round(time.perf_counter() - t0, 1),
-        train_img_per_s=round(throughput.img_per_s, 2) if throughput.img_per_s else None,
+        **S.speed(throughput, trainer.world_size, fit_wall_s),
         finished=datetime.now().isoformat(timespec="seconds"),
     )
     S.write_summary(run_dir / "summary.json", summary)
-    best = summary["best"]
-    print(
-        f"\nrun folder: {run_dir}\n  grids:   {run_dir / 'grids'} (latest.png)\n"
-        f"  best:    val/psnr {best.get('val/psnr')}  val/ssim {best.get('val/ssim')}\n"
-        f"  weights: {run_dir / 'checkpoints' / 'best.ckpt'}",
-        file=sys.stderr,
-    )
+    print(S.result_lines(summary), file=sys.stderr)
     return run_dir
-
-
-# Lightning's CSVLogger deletes an existing metrics.csv when it starts, so a resumed run would
-# lose the history before the crash: keep it aside and merge it back afterwards.
-_BEFORE = "metrics.before_resume.csv"
-
-
-def _set_aside_metrics(run_dir: Path) -> None:
-    if (run_dir / "metrics.csv").is_file():
-        (run_dir / "metrics.csv").replace(run_dir / _BEFORE)
-
-
-def _merge_metrics(run_dir: Path) -> None:
-    old_path, new_path = run_dir / _BEFORE, run_dir / "metrics.csv"
-    if not old_path.is_file():
-        return
-    with open(old_path, newline="") as f:
-        old = list(csv.DictReader(f))
-    new = []
-    if new_path.is_file():
-        with open(new_path, newline="") as f:
-            new = list(csv.DictReader(f))
-    first_new = min((int(float(r["step"])) for r in new if r.get("step")), default=float("inf"))
-    rows = [r for r in old if r.get("step") and int(float(r["step"])) < first_new] + new
-    keys = sorted({k for r in rows for k in r})
-    with open(new_path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(rows)
-    old_path.unlink()

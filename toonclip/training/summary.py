@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
+from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 
@@ -84,21 +86,146 @@ def read_summary(path: Path) -> dict:
         return {}
 
 
-def best_metrics(metrics_csv: Path, key: str = "val/psnr") -> dict:
-    """The validation row of metrics.csv with the highest `key` (val/psnr, val/ssim, val/l1, val/loss)."""
-    import csv
+def start_record(cfg, run_dir: Path) -> dict:
+    """The summary of a run that has just started."""
+    return {
+        "name": run_dir.name,
+        "arch": cfg.model.arch,
+        "encoder": cfg.model.encoder,
+        "status": "running",
+        "error": None,
+        "size": cfg.data.size,
+        "run_dir": str(run_dir),
+        "started": datetime.now().isoformat(timespec="seconds"),
+        "versions": versions(),
+        "git_commit": git_commit(),
+    }
 
-    best: dict = {}
+
+def model_record(module, cfg) -> dict:
+    """Parameters, GFLOPs at the training size, and where the pretrained weights came from."""
+    from toonclip.models import count_parameters
+
+    loss_weights = getattr(module.loss, "weights_record", None)
+    return {
+        "params": count_parameters(module.generator),
+        "gflops": round(gflops(module.generator, cfg.summary.flops_size or cfg.data.size), 3),
+        "weights": {
+            "encoder": module.generator.weights_record.to_dict(),
+            "vgg16": loss_weights.to_dict() if loss_weights else None,
+        },
+    }
+
+
+def record_failure(
+    summary: dict, exc: BaseException, run_dir: Path, seconds: float, cause: str | None = None
+) -> None:
+    """Write the summary of a run that raised `exc`: failed, or interrupted (Ctrl-C, SIGTERM).
+    `cause`: what failed first, when that was another DDP rank."""
+    # SIGTERM from a scheduler: Lightning raises SIGTERMException, a SystemExit.
+    stopped = isinstance(exc, (KeyboardInterrupt, SystemExit))
+    message = (str(exc).splitlines() or [""])[0][:500] or type(exc).__name__
+    if stopped:
+        message = f"stopped ({type(exc).__name__}); continue with: toonclip train run_dir={run_dir} resume=true"
+    elif cause and cause not in message:
+        message = f"{cause} (its error is in the output); here: {message}"[:500]
+    summary.update(
+        status="interrupted" if stopped else "failed", error=message, train_time_s=round(seconds, 1)
+    )
+    write_summary(run_dir / "summary.json", summary)
+
+
+def _val_rows(metrics_csv: Path) -> list[dict]:
+    """metrics.csv rows of validations (those with val/psnr), in order; [] without the file."""
     try:
         with open(metrics_csv, newline="") as f:
-            for row in csv.DictReader(f):
-                if row.get(key) and (not best or float(row[key]) > best[key]):
-                    best = {
-                        k: round(float(v), 4)
-                        for k, v in row.items()
-                        if k.startswith("val/") and v not in ("", None)
-                    }
-                    best["step"] = int(float(row.get("step") or 0))
+            return [row for row in csv.DictReader(f) if row.get("val/psnr")]
     except OSError:
-        return {}
+        return []
+
+
+def best_metrics(metrics_csv: Path, key: str = "val/psnr") -> dict:
+    """The validation row of metrics.csv with the highest `key` (val/psnr, val/ssim, val/l1,
+    val/loss and the loss parts; not the identity baseline, which has its own entry)."""
+    best: dict = {}
+    for row in _val_rows(metrics_csv):
+        if row.get(key) and (not best or float(row[key]) > best[key]):
+            best = {
+                k: round(float(v), 4)
+                for k, v in row.items()
+                if k.startswith("val/")
+                and not k.startswith("val/identity_")
+                and v not in ("", None)
+            }
+            best["step"] = int(float(row.get("step") or 0))
     return best
+
+
+FINAL_KEYS = ("val/psnr", "val/ssim", "val/l1")
+
+
+def final_and_identity(metrics_csv: Path) -> dict:
+    """`final`: PSNR (dB), SSIM and L1 of the last validation; `identity`: the same metrics of
+    the face itself as the prediction (the same val split and metric objects); `gain`: final
+    minus identity for PSNR and SSIM (positive: training beat copying the face)."""
+    rows = _val_rows(metrics_csv)
+    if not rows:
+        return {"final": None, "identity": None, "gain": None}
+    last = rows[-1]
+
+    def pick(prefix: str) -> dict:
+        out = {}
+        for key in FINAL_KEYS:
+            value = last.get(key.replace("val/", prefix))
+            out[key] = round(float(value), 4) if value not in ("", None) else None
+        return out
+
+    final, identity = pick("val/"), pick("val/identity_")
+    final["step"] = int(float(last.get("step") or 0))
+    gain = {
+        name: round(final[key] - identity[key], 4)
+        if final[key] is not None and identity[key] is not None
+        else None
+        for name, key in (("psnr", "val/psnr"), ("ssim", "val/ssim"))
+    }
+    return {"final": final, "identity": identity, "gain": gain}
+
+
+def speed(throughput, world_size: int, fit_wall_s: float | None) -> dict:
+    """Training speed over all ranks: `train_img_per_s` inside optimiser steps (the inner loop);
+    `effective_img_per_s` = `images_trained` / `fit_wall_s`, the wall time of trainer.fit with
+    start-up, validation, checkpoints and epoch boundaries included."""
+    inner = throughput.img_per_s
+    images = throughput.images_trained * world_size
+    return {
+        "train_img_per_s": round(inner * world_size, 2) if inner else None,
+        "images_trained": images,
+        "fit_wall_s": round(fit_wall_s, 2) if fit_wall_s else None,
+        "effective_img_per_s": round(images / fit_wall_s, 2) if fit_wall_s and images else None,
+    }
+
+
+def result_lines(summary: dict) -> str:
+    """The lines `toonclip train` prints when a run finishes."""
+    run = Path(summary["run_dir"])
+    best, final, ident, gain = (summary.get(k) or {} for k in ("best", "final", "identity", "gain"))
+
+    def metrics(d: dict) -> str:
+        return "  ".join(f"{k} {d.get(k)}" for k in FINAL_KEYS)
+
+    def signed(value, unit: str) -> str:
+        return "n/a" if value is None else f"{value:+.4g}{unit}"
+
+    return (
+        f"\nrun folder: {run}\n  grids:    {run / 'grids'} (latest.png)\n"
+        f"  best:     val/psnr {best.get('val/psnr')}  val/ssim {best.get('val/ssim')}"
+        f" (step {best.get('step')})\n"
+        f"  final:    {metrics(final)} (step {final.get('step')})\n"
+        f"  identity: {metrics(ident)} (the face itself as the prediction)\n"
+        f"  gain:     PSNR {signed(gain.get('psnr'), ' dB')}, SSIM {signed(gain.get('ssim'), '')}"
+        " (final minus identity)\n"
+        f"  speed:    {summary.get('train_img_per_s')} img/s in training steps, "
+        f"{summary.get('effective_img_per_s')} img/s effective ({summary.get('images_trained')}"
+        f" images in {summary.get('fit_wall_s')} s of fit)\n"
+        f"  weights:  {run / 'checkpoints' / 'best.ckpt'}"
+    )

@@ -1,0 +1,137 @@
+"""The training recipe's parts: residual generator, random-VGG init, layer weights, EMA, BN."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from toonclip.inference import load_checkpoint
+from toonclip.losses.perceptual import PerceptualStyleLoss
+from toonclip.losses.vgg import VGGFeatures
+from toonclip.models import build_generator, count_parameters
+
+SMALL = ("unet", "mobilenetv3_small_050")
+
+
+def test_residual_generator_starts_at_identity_with_the_same_parameters():
+    torch.manual_seed(0)
+    plain = build_generator(*SMALL, weights="none")
+    residual = build_generator(*SMALL, weights="none", residual=True).eval()
+    assert count_parameters(plain) == count_parameters(residual)
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(residual(x), x)
+        assert not torch.allclose(plain.eval()(x), x, atol=1e-2)
+
+
+def test_residual_flag_survives_a_checkpoint(tmp_path):
+    gen = build_generator(*SMALL, weights="none", residual=True)
+    head = gen.net.segmentation_head[0]
+    torch.nn.init.normal_(head.weight, std=0.01)  # a trained head: output != input
+    cfg = {"model": {"arch": SMALL[0], "encoder": SMALL[1], "residual": True}, "data": {"size": 64}}
+    state = {"generator." + k: v for k, v in gen.state_dict().items()}
+    path = tmp_path / "r.ckpt"
+    torch.save({"hyper_parameters": {"cfg": cfg}, "state_dict": state}, path)
+    loaded, _ = load_checkpoint(path)
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert loaded.residual
+        torch.testing.assert_close(loaded(x), gen.eval()(x))
+
+
+def _signal_ratio(init: str) -> float:
+    """How much relu4_3 sees of a small change to the image, relative to relu1_2."""
+    torch.manual_seed(0)
+    vgg = VGGFeatures(["relu1_2", "relu4_3"], "none", init)
+    x = torch.rand(2, 3, 64, 64)
+    y = (x + 0.1 * torch.randn_like(x)).clamp(0, 1)
+    with torch.no_grad():
+        fx, fy = vgg(x), vgg(y)
+    diff = {k: (fx[k] - fy[k]).abs().mean().item() for k in fx}
+    return diff["relu4_3"] / diff["relu1_2"]
+
+
+def test_kaiming_init_keeps_deep_vgg_features_alive():
+    # torch's default conv init shrinks the signal at every layer: relu4_3 sees ~1/1000 of
+    # what relu1_2 sees, so deep perceptual and Gram terms vanish. He init keeps one scale.
+    assert _signal_ratio("torch") < 1e-2
+    assert _signal_ratio("kaiming") > 0.3
+
+
+def test_random_init_is_recorded_and_validated():
+    vgg = VGGFeatures(["relu1_2"], "none", "kaiming")
+    assert vgg.weights_record.loaded == "random" and "kaiming" in vgg.weights_record.note
+    from toonclip.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="vgg_random_init"):
+        VGGFeatures(["relu1_2"], "none", "xavier")
+
+
+def test_zero_weight_drops_a_layer():
+    loss = PerceptualStyleLoss(
+        {"relu1_2": 1.0, "relu2_2": 0.0},
+        {"relu1_2": 0.0, "relu2_2": 1.0},
+        style_weight=1.0,
+        vgg_weights="none",
+    )
+    assert loss.layer_weights == {"relu1_2": 1.0}
+    assert loss.style_layer_weights == {"relu2_2": 1.0}
+    assert loss.vgg.layers == ["relu1_2", "relu2_2"]
+
+
+@pytest.fixture(scope="module")
+def recipe_run(tmp_path_factory, synthetic_root):
+    """The default recipe trained 40 steps at batch 4 on the synthetic posterise mapping."""
+    from toonclip.training.run import prepare, train
+
+    run_dir = tmp_path_factory.mktemp("recipe") / "run"
+    overrides = [
+        f"data.root={synthetic_root}",
+        "data.size=64",
+        "data.batch_size=4",
+        f"run_dir={run_dir}",
+        "model.weights=none",
+        "loss.vgg_weights=none",
+        "trainer.max_steps=40",
+        "trainer.val_every_n_steps=20",
+        "trainer.checkpoint_every_n_steps=20",
+        "trainer.num_sanity_val_steps=0",
+        "grid.n_samples=2",
+        "grid.tile=32",
+    ]
+    cfg, run_dir, ckpt = prepare(overrides)
+    return train(cfg, run_dir, ckpt_path=ckpt, overrides=overrides)
+
+
+def test_eval_mode_matches_train_mode_after_a_short_small_batch_run(recipe_run):
+    # The blow-up mechanism: BatchNorm running statistics that do not describe the weights,
+    # so eval-mode outputs (what validation, predict and export use) leave the train-mode ones.
+    from toonclip.data.datamodule import PairDataModule
+    from toonclip.config import compose
+
+    gen, cfg = load_checkpoint(recipe_run / "checkpoints" / "last.ckpt")
+    dm = PairDataModule(**compose([f"data.root={cfg.data.root}", "data.size=64"]).data)
+    dm.setup()
+    faces = dm.grid_batch(4)["face"].float() / 255
+    with torch.no_grad():
+        eval_out = gen.eval()(faces).clamp(0, 1)
+        train_out = gen.train()(faces).clamp(0, 1)
+    assert (eval_out - train_out).abs().mean().item() < 0.03
+
+
+def test_a_short_run_beats_identity_on_an_easy_mapping(recipe_run):
+    import json
+
+    summary = json.loads((recipe_run / "summary.json").read_text())
+    final, identity = summary["final"], summary["identity"]
+    assert final["val/psnr"] > identity["val/psnr"] + 0.5
+    assert summary["gain"]["psnr"] == pytest.approx(final["val/psnr"] - identity["val/psnr"])
+
+
+def test_ema_weights_are_what_the_checkpoint_serves(recipe_run):
+    ckpt = torch.load(recipe_run / "checkpoints" / "last.ckpt", weights_only=False)
+    averaged, current = ckpt["state_dict"], ckpt["current_model_state"]
+    key = "generator.net.segmentation_head.0.weight"
+    assert not torch.equal(averaged[key], current[key])
+    gen, _ = load_checkpoint(recipe_run / "checkpoints" / "last.ckpt")
+    torch.testing.assert_close(gen.state_dict()["net.segmentation_head.0.weight"], averaged[key])
