@@ -25,10 +25,10 @@ def ema_multi_avg_fn(decay: float, warmup: float = 10.0):
     def fn(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged) -> None:
         n = float(num_averaged)
         d = min(decay, (1.0 + n) / (warmup + n))
-        floats = [(a, c) for a, c in zip(averaged, current) if a.is_floating_point()]
+        floats = [(a, c) for a, c in zip(averaged, current, strict=True) if a.is_floating_point()]
         if floats:
             torch._foreach_lerp_([a for a, _ in floats], [c for _, c in floats], 1.0 - d)
-        for a, c in zip(averaged, current):
+        for a, c in zip(averaged, current, strict=True):
             if not a.is_floating_point():
                 a.copy_(c)
 
