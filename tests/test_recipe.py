@@ -155,3 +155,24 @@ def test_ema_update_follows_decay_and_copies_integer_buffers():
     avg = [torch.zeros(3)]
     fn(avg, [torch.ones(3)], 0)  # first update: decay (1+0)/(10+0) = 0.1
     torch.testing.assert_close(avg[0], torch.full((3,), 0.9))
+
+
+class _Payload:
+    """Unpickling this writes a file: what a crafted checkpoint could do."""
+
+    def __init__(self, target):
+        self.target = str(target)
+
+    def __reduce__(self):
+        return (open, (self.target, "w"))
+
+
+def test_a_crafted_checkpoint_runs_no_code(tmp_path):
+    from toonclip.errors import DataError
+
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.ckpt"
+    torch.save({"hyper_parameters": {"cfg": {}}, "state_dict": {}, "x": _Payload(marker)}, path)
+    with pytest.raises(DataError, match="not a toonclip checkpoint, or not a safe one"):
+        load_checkpoint(path)
+    assert not marker.exists()

@@ -34,12 +34,16 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> tuple[Genera
             f"checkpoint {path} does not exist; pass ckpt=RUN_DIR/checkpoints/best.ckpt"
         )
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+        # weights_only: a checkpoint is data, and unpickling arbitrary objects would run code from
+        # the file. toonclip's own checkpoints hold only tensors and plain containers.
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
         cfg = OmegaConf.create(ckpt["hyper_parameters"]["cfg"])
         raw = ckpt["state_dict"]
     except Exception as exc:  # noqa: BLE001 - any failure means "not our checkpoint"
+        first = (str(exc).splitlines() or [""])[0][:200]
         raise DataError(
-            f"{path} is not a toonclip checkpoint: {type(exc).__name__}: {exc}"
+            f"{path} is not a toonclip checkpoint, or not a safe one (only tensors and plain "
+            f"data are loaded, never code): {type(exc).__name__}: {first}"
         ) from exc
     generator = generator_from_config(cfg.model, weights="none")
     state = {}
