@@ -129,8 +129,8 @@ def load_run(path: Path, name: str | None = None, entry: dict | None = None) -> 
         except Exception:  # noqa: BLE001 - a broken config only costs us the fallbacks
             cfg = None
     status = summary.get("status") or entry.get("status") or "unknown"
-    if entry.get("status") == "failed" and status == "running":
-        status = "failed"  # the process died without updating its summary
+    if entry.get("status") in ("failed", "interrupted") and status == "running":
+        status = entry["status"]  # the process died without updating its summary
     return Run(
         name=name or path.name,
         path=path if path.is_dir() else None,

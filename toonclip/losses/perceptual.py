@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from toonclip.errors import ConfigError
+from toonclip.losses.ssim import ssim
 from toonclip.losses.vgg import VGGFeatures
 
 CRITERIA = {"l1": F.l1_loss, "l2": F.mse_loss, "mse": F.mse_loss}
@@ -25,9 +26,10 @@ class PerceptualStyleLoss(nn.Module):
     """total = perceptual_weight * sum_l w_l * crit(phi_l(pred), phi_l(target))
              + style_weight * sum_l s_l * crit(G(phi_l(pred)), G(phi_l(target)))
              + pixel_weight * L1(pred, target)
+             + ssim_weight * (1 - SSIM(pred, target))      (losses/ssim.py: the val metric's SSIM)
 
     forward(pred, target): both (N, 3, H, W) float RGB, nominally in [0, 1] (VGG normalisation is
-    applied inside). Returns (total, parts) where parts maps "perceptual", "style", "pixel" to
+    applied inside). Returns (total, parts) where parts maps "perceptual", "style", "pixel", "ssim" to
     detached scalars (each already multiplied by its global weight). Target features are computed
     without gradients.
     """
@@ -39,6 +41,7 @@ class PerceptualStyleLoss(nn.Module):
         perceptual_weight: float = 1.0,
         style_weight: float = 0.0,
         pixel_weight: float = 0.0,
+        ssim_weight: float = 0.0,
         criterion: str = "l1",
         vgg_weights: str = "auto",
         vgg_random_init: str = "kaiming",
@@ -52,7 +55,7 @@ class PerceptualStyleLoss(nn.Module):
         style = self.layer_weights if style_layer_weights is None else style_layer_weights
         self.style_layer_weights = {k: float(w) for k, w in style.items() if w}
         self.perceptual_weight, self.style_weight = float(perceptual_weight), float(style_weight)
-        self.pixel_weight = float(pixel_weight)
+        self.pixel_weight, self.ssim_weight = float(pixel_weight), float(ssim_weight)
         self.criterion = CRITERIA[criterion]
         layers = set()
         if self.perceptual_weight > 0:
@@ -92,4 +95,8 @@ class PerceptualStyleLoss(nn.Module):
             term = F.l1_loss(pred.float(), target.detach().float())
             total = total + self.pixel_weight * term
             parts["pixel"] = (self.pixel_weight * term).detach()
+        if self.ssim_weight > 0:
+            term = 1 - ssim(pred, target.detach())
+            total = total + self.ssim_weight * term
+            parts["ssim"] = (self.ssim_weight * term).detach()
         return total, parts

@@ -2,7 +2,7 @@
 
 It is rewritten atomically every time a member starts or stops, so a sweep that is still running,
 or was killed, can be inspected at any time. Member statuses: `pending`, `running`, `finished`,
-`failed`.
+`failed`, `interrupted` (stopped from outside: Ctrl-C, SIGTERM, a kill; resumable).
 """
 
 from __future__ import annotations

@@ -79,6 +79,10 @@ def describe_exit(code: int) -> str:
     return f"exit code {code}"
 
 
+# Exit codes of a stopped child: 130/143 from `toonclip train`, negative from a signal.
+STOPPED_CODES = (130, 143, -2, -9, -15)
+
+
 def outcome(run_dir: str | Path, exit_code: int | None, job_error: str | None = None):
     """(status, error) of a member that has stopped: `finished` only if summary.json says so.
 
@@ -89,6 +93,9 @@ def outcome(run_dir: str | Path, exit_code: int | None, job_error: str | None = 
     summary = read_summary(run_dir) or {}
     if exit_code == 0 and summary.get("status") == "finished":
         return "finished", None
+    # Stopped from outside (Ctrl-C, a scheduler's SIGTERM, a kill): resumable, not broken.
+    stopped = summary.get("status") == "interrupted" or exit_code in STOPPED_CODES
+    status = "interrupted" if stopped else "failed"
     reason = error_line(run_dir / LOG_NAME) or summary.get("error") or job_error
     if not reason:
         if exit_code is None:
@@ -98,4 +105,4 @@ def outcome(run_dir: str | Path, exit_code: int | None, job_error: str | None = 
         else:
             last = _last_line(run_dir / LOG_NAME)
             reason = describe_exit(exit_code) + (f": {last}" if last else "")
-    return "failed", " ".join(str(reason).split())  # one line, whatever the source
+    return status, " ".join(str(reason).split())  # one line, whatever the source

@@ -177,7 +177,7 @@ def run_sweep(
                 summary = read_summary(folder / e["run_dir"]) or {}
                 index.update(
                     e["name"],
-                    status="failed",
+                    status="interrupted",
                     error=summary.get("error") or "interrupted (the sweep was stopped)",
                 )
         raise

@@ -16,6 +16,7 @@ again with LOCAL_RANK set; Slurm's srun and torchrun start every rank themselves
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -28,6 +29,8 @@ from lightning.pytorch.callbacks import OnExceptionCheckpoint
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from toonclip.errors import ToonclipError
+
+log = logging.getLogger(__name__)
 
 RUN_DIR_ENV = "TOONCLIP_DDP_RUN_DIR"
 
@@ -164,11 +167,39 @@ class ExceptionCheckpoint(OnExceptionCheckpoint):
     Lightning's `trainer.save_checkpoint` ends with a barrier; when one rank fails, the others are
     not at it, and the failing rank would hang there instead of exiting. DDP keeps the weights
     equal on every rank, so rank zero writes the file alone and the other ranks skip it.
+
+    Nothing is written at or below `floor_step` (the step of the checkpoint a resume started
+    from; 0 for a new run): a run that fails before it trains must not replace a good last.ckpt.
     """
 
+    def __init__(self, dirpath, filename: str = "last", floor_step: int = 0):
+        super().__init__(dirpath=dirpath, filename=filename)
+        self.floor_step = int(floor_step)
+
     def on_exception(self, trainer: L.Trainer, *args, **kwargs) -> None:
+        if trainer.global_step <= self.floor_step:
+            log.warning(
+                "not writing %s: step %d is not past the step on disk (%d)",
+                self.ckpt_path,
+                trainer.global_step,
+                self.floor_step,
+            )
+            return
         if trainer.world_size == 1:
             super().on_exception(trainer, *args, **kwargs)
         elif trainer.is_global_zero:
             checkpoint = trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
             trainer.strategy.save_checkpoint(checkpoint, self.ckpt_path)
+
+
+def checkpoint_step(path: Path) -> int:
+    """The global step stored in a Lightning checkpoint (read without running code)."""
+    import torch
+
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as exc:  # noqa: BLE001 - any failure means "not a readable checkpoint"
+        raise ToonclipError(
+            f"{path}: cannot read its step ({type(exc).__name__}); it is not a toonclip checkpoint"
+        ) from None
+    return int(ckpt.get("global_step", 0))

@@ -2,7 +2,9 @@
 
 Lightning's CSVLogger deletes an existing metrics.csv when it starts, so a resumed run would lose
 the history before the crash: `set_aside` moves it away before fit and `merge_back` puts the
-rows logged before the resumed step back in front of the new ones afterwards.
+rows logged before the resumed step back in front of the new ones afterwards. A resume that
+crashes (kill -9) never reaches `merge_back`; the next `set_aside` merges first, so the history
+survives any number of crashes.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ BEFORE = "metrics.before_resume.csv"
 
 
 def set_aside(run_dir: Path) -> None:
+    if (run_dir / BEFORE).is_file():  # the previous resume died before merging: merge now
+        merge_back(run_dir)
     if (run_dir / "metrics.csv").is_file():
         (run_dir / "metrics.csv").replace(run_dir / BEFORE)
 

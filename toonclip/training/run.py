@@ -14,13 +14,14 @@ import re
 import sys
 import time
 import warnings
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import lightning as L
 import yaml
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from toonclip.cli import split_args
@@ -28,10 +29,11 @@ from toonclip.config import compose, to_yaml
 from toonclip.data.datamodule import PairDataModule
 from toonclip.data.pairs import find_pairs
 from toonclip.errors import ConfigError
-from toonclip.models import resolve_arch, resolve_encoder
+from toonclip.models import build_generator, resolve_arch, resolve_encoder
 from toonclip.training import distributed as D
 from toonclip.training import metrics_merge
 from toonclip.training import summary as S
+from toonclip.training import validate as V
 from toonclip.training.averaging import recipe_callbacks
 from toonclip.training.callbacks import (
     FinalValidation,
@@ -55,7 +57,7 @@ for _pattern in (
 ):
     warnings.filterwarnings("ignore", message=_pattern)
 # Keys of cfg.trainer that are ours, not lightning.Trainer arguments.
-OWN_TRAINER_KEYS = ("val_every_n_steps", "checkpoint_every_n_steps")
+OWN_TRAINER_KEYS = ("val_every_n_steps", "checkpoint_every_n_steps", "checkpoint_every_minutes")
 
 
 def cli(argv: list[str]) -> int:
@@ -65,7 +67,18 @@ def cli(argv: list[str]) -> int:
             f"unexpected argument '{positionals[0]}': options are key=value, e.g. data.size=128"
         )
     cfg, run_dir, ckpt = prepare(argv)
-    train(cfg, run_dir, ckpt_path=ckpt, overrides=argv)
+    try:
+        train(cfg, run_dir, ckpt_path=ckpt, overrides=argv)
+    except (KeyboardInterrupt, SIGTERMException) as exc:
+        # A stopped run is not a finished one: schedulers and sweeps read the exit code.
+        # 130 = 128 + SIGINT (Ctrl-C), 143 = 128 + SIGTERM, as a shell reports them.
+        name, code = ("SIGTERM", 143) if isinstance(exc, SIGTERMException) else ("Ctrl-C", 130)
+        print(
+            f"stopped ({name}) at the last checkpoint; continue with: "
+            f"toonclip train run_dir={run_dir} resume=true",
+            file=sys.stderr,
+        )
+        return code
     return 0
 
 
@@ -108,19 +121,23 @@ def prepare(overrides: list[str]) -> tuple[DictConfig, Path, Path | None]:
     cfg = compose(list(yaml.safe_load(saved.read_text()) or []) + keep)
     cfg.run_dir, cfg.resume = str(run_dir), False
     _check(cfg)
+    V.check_resume(cfg, run_dir)
     return cfg, run_dir, last
 
 
 def _check(cfg: DictConfig) -> None:
-    resolve_arch(cfg.model.arch)
-    resolve_encoder(cfg.model.encoder)
+    V.check_train_values(cfg)
+    arch, encoder = resolve_arch(cfg.model.arch), resolve_encoder(cfg.model.encoder)
+    # A pair smp rejects fails here (one line from the factory), before any data is decoded.
+    build_generator(arch, encoder, weights="none")
     find_pairs(cfg.data.root, cfg.data.faces_dir, cfg.data.cartoons_dir)
 
 
 def trainer_kwargs(cfg: DictConfig) -> dict:
     kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
     every = kwargs.pop("val_every_n_steps")
-    kwargs.pop("checkpoint_every_n_steps")
+    for key in OWN_TRAINER_KEYS[1:]:
+        kwargs.pop(key, None)
     if kwargs.get("max_steps", -1) and kwargs["max_steps"] > 0:
         # Validate on a step count that ignores epoch boundaries (tiny data sets have tiny epochs).
         kwargs["val_check_interval"] = max(1, min(int(every), int(kwargs["max_steps"])))
@@ -128,7 +145,9 @@ def trainer_kwargs(cfg: DictConfig) -> dict:
     return kwargs
 
 
-def build_callbacks(cfg: DictConfig, run_dir: Path, extra_callbacks=()) -> list[L.Callback]:
+def build_callbacks(
+    cfg: DictConfig, run_dir: Path, extra_callbacks=(), floor_step: int = 0
+) -> list[L.Callback]:
     """The order is a contract: hooks of one kind run in list order. The recipe callbacks (EMA)
     sit after ValidationGrid and before PreciseBatchNorm: at validation start they swap their
     weights in before BatchNorm statistics are re-estimated, at validation end they swap them
@@ -151,7 +170,8 @@ def build_callbacks(cfg: DictConfig, run_dir: Path, extra_callbacks=()) -> list[
             save_last=True,
             every_n_train_steps=int(cfg.trainer.checkpoint_every_n_steps),
         ),
-        D.ExceptionCheckpoint(dirpath=ckpt_dir, filename="last"),
+        *_timed_checkpoint(ckpt_dir, cfg.trainer.get("checkpoint_every_minutes")),
+        D.ExceptionCheckpoint(dirpath=ckpt_dir, filename="last", floor_step=floor_step),
         FinalValidation(),
         ValidationGrid(run_dir / "grids", n_samples=cfg.grid.n_samples, tile=cfg.grid.tile),
         *recipe_callbacks(cfg),
@@ -162,8 +182,25 @@ def build_callbacks(cfg: DictConfig, run_dir: Path, extra_callbacks=()) -> list[
     ]
 
 
-def build_trainer(cfg: DictConfig, run_dir: Path, extra_callbacks=()) -> L.Trainer:
-    callbacks = build_callbacks(cfg, run_dir, extra_callbacks)
+def _timed_checkpoint(ckpt_dir: Path, minutes) -> list[ModelCheckpoint]:
+    """last.ckpt also every `minutes` of training: a slow CPU run (or a kill -9 before the first
+    step cadence) loses minutes at most, whatever the step cadence."""
+    if not minutes:
+        return []
+    return [
+        ModelCheckpoint(
+            dirpath=ckpt_dir,
+            save_top_k=0,
+            save_last=True,
+            train_time_interval=timedelta(minutes=float(minutes)),
+        )
+    ]
+
+
+def build_trainer(
+    cfg: DictConfig, run_dir: Path, extra_callbacks=(), floor_step: int = 0
+) -> L.Trainer:
+    callbacks = build_callbacks(cfg, run_dir, extra_callbacks, floor_step)
     loggers = [
         # Flushed as often as last.ckpt is written, so a crash loses no logged history.
         CSVLogger(
@@ -209,7 +246,10 @@ def train(cfg: DictConfig, run_dir: Path, ckpt_path: Path | None = None, overrid
                 summary, D.RankFailedError(cause), run_dir, time.perf_counter() - t0
             )
         )
-        trainer = build_trainer(cfg, run_dir, extra_callbacks=[throughput, watch])
+        # A checkpoint older than the one being resumed is never written (a failed resume would
+        # otherwise replace last.ckpt with step 0), nor a step-0 one for a run that never trained.
+        floor = D.checkpoint_step(ckpt_path) if ckpt_path is not None else 0
+        trainer = build_trainer(cfg, run_dir, [throughput, watch], floor_step=floor)
         lead = trainer.is_global_zero
         if ckpt_path is not None and lead:
             metrics_merge.set_aside(run_dir)
@@ -217,11 +257,17 @@ def train(cfg: DictConfig, run_dir: Path, ckpt_path: Path | None = None, overrid
         try:
             with D.share_run_dir(trainer, run_dir):
                 trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        except SystemExit as exc:
+            if isinstance(exc, SIGTERMException) or exc.code != 1:
+                raise
+            # Lightning turns Ctrl-C inside fit into sys.exit(1) after its own clean-up.
+            raise KeyboardInterrupt from None
         finally:
             fit_wall_s = time.perf_counter() - fit_start
             if lead:
                 metrics_merge.merge_back(run_dir)
-        trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")  # all ranks: a barrier
+        if trainer.global_step > floor or ckpt_path is None:
+            trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")  # all ranks: a barrier
         if trainer.interrupted:
             raise KeyboardInterrupt
         if lead:

@@ -1,0 +1,179 @@
+"""Bad values fail before anything is written; a failed resume never damages the run it resumes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from types import SimpleNamespace
+
+import pytest
+import torch
+from conftest import REPO, error_line, run_cli
+
+from toonclip.errors import ConfigError
+from toonclip.sweep.job import outcome
+from toonclip.training.distributed import ExceptionCheckpoint, checkpoint_step
+from toonclip.training.run import prepare
+
+
+@pytest.mark.parametrize(
+    ("override", "needle"),
+    [
+        ("data.size=abc", "data.size=abc: use an integer"),
+        ("data.size=0", "data.size=0"),
+        ("data.size=-32", "data.size=-32"),
+        ("data.size=48", "multiple of 32"),
+        ("data.batch_size=0", "data.batch_size=0"),
+        ("data.batch_size=1", "BatchNorm"),  # at 32 px the encoder's last stage is 1x1
+        ("optim.optimizer.lr=-0.001", "optim.optimizer.lr=-0.001: use a number > 0"),
+        ("optim.optimizer.lr=abc", "optim.optimizer.lr=abc"),
+        ("trainer.precision=bogus", "trainer.precision=bogus: use one of"),
+        ("trainer.max_steps=abc", "trainer.max_steps=abc"),
+        ("loss.vgg_weights=bogus", "loss.vgg_weights=bogus"),
+        ("loss.pixel_weight=-1", "loss.pixel_weight=-1"),
+        ("ema.decay=1.5", "ema.decay=1.5"),
+        ("model.arch=unetplusplus model.encoder=mit_b0", "cannot use model.encoder=mit_b0"),
+    ],
+)
+def test_bad_values_fail_before_a_run_folder_exists(
+    tmp_path, synthetic_root, tiny_overrides, override, needle
+):
+    run_dir = tmp_path / "run"
+    with pytest.raises(ConfigError) as info:
+        prepare([*tiny_overrides(synthetic_root, run_dir), *override.split()])
+    assert needle in str(info.value) and "\n" not in str(info.value)
+    assert not run_dir.exists()
+
+
+def test_bad_value_on_the_command_line_is_one_line_and_exit_2(
+    tmp_path, synthetic_root, tiny_overrides
+):
+    proc = run_cli("train", *tiny_overrides(synthetic_root, tmp_path / "run"), "data.size=50")
+    assert proc.returncode == 2 and "data.size=50" in error_line(proc)
+    assert "Traceback" not in proc.stderr and not (tmp_path / "run").exists()
+
+
+@pytest.fixture
+def copied_run(tiny_run, tmp_path):
+    run_dir = tmp_path / "copy"
+    shutil.copytree(tiny_run, run_dir)
+    return run_dir
+
+
+@pytest.mark.parametrize(
+    ("override", "needle"),
+    [
+        ("optim.optimizer.lr=-1", "optim.optimizer.lr=-1"),
+        ("model.arch=unet", "was trained with model.arch=unetplusplus"),
+        ("model.residual=false", "model.residual"),
+    ],
+)
+def test_failed_resume_leaves_the_checkpoint_untouched(copied_run, override, needle):
+    last = copied_run / "checkpoints" / "last.ckpt"
+    before = last.read_bytes()
+    with pytest.raises(ConfigError) as info:
+        prepare([f"run_dir={copied_run}", "resume=true", override])
+    assert needle in str(info.value)
+    assert last.read_bytes() == before and checkpoint_step(last) == 2
+
+
+def test_exception_checkpoint_never_writes_at_or_below_the_floor(tmp_path):
+    saved = []
+    callback = ExceptionCheckpoint(dirpath=tmp_path, filename="last", floor_step=50)
+    strategy = SimpleNamespace(save_checkpoint=lambda ckpt, path: saved.append(path))
+    trainer = SimpleNamespace(
+        global_step=0,
+        world_size=1,
+        is_global_zero=True,
+        save_checkpoint=lambda path, **kw: saved.append(path),
+        strategy=strategy,
+        _checkpoint_connector=SimpleNamespace(dump_checkpoint=lambda **kw: {}),
+    )
+    callback.on_exception(trainer, None, RuntimeError("boom"))
+    trainer.global_step = 50
+    callback.on_exception(trainer, None, RuntimeError("boom"))
+    assert saved == []
+    trainer.global_step = 51
+    callback.on_exception(trainer, None, RuntimeError("boom"))
+    assert len(saved) == 1
+
+
+def test_checkpoint_step_reads_the_step_without_running_code(tiny_run, tmp_path):
+    assert checkpoint_step(tiny_run / "checkpoints" / "last.ckpt") == 2
+    bad = tmp_path / "bad.ckpt"
+    torch.save({"global_step": SimpleNamespace(x=1)}, bad)
+    with pytest.raises(Exception, match="not a toonclip checkpoint"):
+        checkpoint_step(bad)
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_stopped_run_exits_non_zero_with_the_resume_command(
+    tmp_path, synthetic_root, tiny_overrides, sig, code
+):
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "toonclip.cli", "train"]
+    cmd += [*tiny_overrides(synthetic_root, run_dir, steps=100000), "trainer.val_every_n_steps=50"]
+    env = {**os.environ, "TOONCLIP_OFFLINE": "1"}
+    proc = subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.PIPE, text=True, env=env)
+    last, deadline = run_dir / "checkpoints" / "last.ckpt", time.time() + 180
+    while not last.is_file() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == code, stderr[-1500:]
+    assert f"toonclip train run_dir={run_dir} resume=true" in stderr
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "interrupted"
+    assert checkpoint_step(last) > 0
+
+
+@pytest.mark.parametrize(
+    ("code", "summary_status", "expected"),
+    [(143, "interrupted", "interrupted"), (-9, "running", "interrupted"), (1, "failed", "failed")],
+)
+def test_sweep_marks_a_stopped_member_interrupted(tmp_path, code, summary_status, expected):
+    (tmp_path / "summary.json").write_text(json.dumps({"status": summary_status}))
+    assert outcome(tmp_path, code)[0] == expected
+
+
+def test_last_checkpoint_also_has_a_wall_time_cadence(tmp_path):
+    from toonclip.config import compose
+    from toonclip.training.run import build_callbacks
+
+    cfg = compose(["trainer.checkpoint_every_minutes=2"])
+    timed = [
+        c
+        for c in build_callbacks(cfg, tmp_path)
+        if getattr(c, "_train_time_interval", None) is not None
+    ]
+    assert len(timed) == 1 and timed[0]._train_time_interval.total_seconds() == 120
+    assert timed[0].save_last
+    cfg = compose(["trainer.checkpoint_every_minutes=null"])
+    assert not [c for c in build_callbacks(cfg, tmp_path) if getattr(c, "_train_time_interval", 0)]
+
+
+def _write_steps(path, steps, tag):
+    path.write_text("step,val\n" + "".join(f"{s},{tag}\n" for s in steps))
+
+
+def test_metrics_history_survives_repeated_crashes(tmp_path):
+    import csv
+
+    from toonclip.training import metrics_merge
+
+    _write_steps(tmp_path / "metrics.csv", range(0, 10), "run")  # killed at step 10
+    metrics_merge.set_aside(tmp_path)  # resume 1 (from step 5) ...
+    _write_steps(tmp_path / "metrics.csv", range(5, 15), "resume1")  # ... killed again
+    metrics_merge.set_aside(tmp_path)  # resume 2 (from step 12)
+    _write_steps(tmp_path / "metrics.csv", range(12, 20), "resume2")
+    metrics_merge.merge_back(tmp_path)
+    with open(tmp_path / "metrics.csv", newline="") as f:
+        rows = [(int(r["step"]), r["val"]) for r in csv.DictReader(f)]
+    assert [s for s, _ in rows] == list(range(20))
+    assert rows[4][1] == "run" and rows[5][1] == "resume1" and rows[12][1] == "resume2"
+    assert not (tmp_path / metrics_merge.BEFORE).exists()
