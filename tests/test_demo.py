@@ -140,3 +140,17 @@ def test_browser_upload_face_get_cartoon_and_bad_uploads_get_messages(demo, tmp_
         assert outside == []  # nothing fetched from the internet (fonts, CDNs, analytics)
     finally:
         app.close()
+
+
+def test_huge_upload_is_refused_from_its_header_before_decoding(demo, tmp_path, monkeypatch):
+    import toonclip.data.io as io
+
+    path = tmp_path / "huge.png"
+    Image.new("L", (3000, 10)).save(path)  # a tiny file whose decoded size is what counts
+
+    def no_decode(p):
+        raise AssertionError("decoded before the size check")
+
+    monkeypatch.setattr(io, "load_rgb", no_decode)
+    with pytest.raises(ToonclipError, match="3000x10 px; the limit is 1024 px"):
+        demo.run(str(path), "tiny")

@@ -177,3 +177,45 @@ def test_metrics_history_survives_repeated_crashes(tmp_path):
     assert [s for s, _ in rows] == list(range(20))
     assert rows[4][1] == "run" and rows[5][1] == "resume1" and rows[12][1] == "resume2"
     assert not (tmp_path / metrics_merge.BEFORE).exists()
+
+
+def test_decompression_bomb_is_an_undecodable_file_and_the_good_files_are_written(
+    tmp_path, monkeypatch
+):
+    import numpy as np
+    from PIL import Image
+
+    from toonclip.data.cache import decode_at
+    from toonclip.data.io import load_rgb
+    from toonclip.errors import DataError
+    from toonclip.stylize.images import stylize_folder
+
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.new("RGB", (40, 40), (200, 10, 10)).save(src / "bomb.png")
+    Image.new("RGB", (8, 8), (10, 200, 10)).save(src / "good.png")
+    # Pillow refuses images over 2 * MAX_IMAGE_PIXELS; a low limit makes a 40x40 file a "bomb".
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)
+    for decode in (load_rgb, lambda p: decode_at(p, 32)):
+        with pytest.raises(DataError, match=r"bomb\.png.*safety limit"):
+            decode(src / "bomb.png")
+    result = stylize_folder(lambda im: np.asarray(im), src, tmp_path / "out", progress=False)
+    assert result["written"] == 1 and result["failed"] == [str(src / "bomb.png")]
+    assert (tmp_path / "out" / "good.png").is_file()
+
+
+def test_damaged_disk_cache_is_rebuilt_with_a_warning(tmp_path, synthetic_root, caplog):
+    from toonclip.data.cache import build_cache
+    from toonclip.data.pairs import find_pairs
+
+    pairs = find_pairs(synthetic_root, "ffhq", "comics_heroes")
+    faces, _, _ = build_cache(pairs, 32, "disk", tmp_path)
+    (cached,) = tmp_path.glob("*.npz")
+    cached.write_bytes(cached.read_bytes()[: cached.stat().st_size // 2])  # truncated
+    again, _, kept = build_cache(pairs, 32, "disk", tmp_path)
+    assert (again == faces).all() and len(kept) == len(pairs)
+    assert "damaged" in caplog.text and "rebuilding" in caplog.text
+    import numpy as np
+
+    with np.load(cached) as z:  # the rebuilt file is whole again
+        assert z["faces"].shape == faces.shape

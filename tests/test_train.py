@@ -91,6 +91,9 @@ def test_bad_image_stops_before_training_with_one_line(tmp_path, tiny_overrides)
     assert not (tmp_path / "run" / "checkpoints").exists()
     proc = run_cli("train", *tiny_overrides(root, tmp_path / "run2"), "data.skip_bad=true")
     assert proc.returncode == 0, proc.stderr[-1500:]
+    assert "skipped 1 pair(s)" in proc.stderr and "face_002.png" in proc.stderr
+    summary = json.loads((tmp_path / "run2" / "summary.json").read_text())
+    assert summary["skipped_pairs"] == ["face_002"]
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from toonclip.data.io import _to_rgb, center_square, resize
+from toonclip.data.io import DECODE_ERRORS, _to_rgb, center_square, decode_error, resize
 from toonclip.data.pairs import Pair
 from toonclip.errors import DataError
 
@@ -31,7 +31,7 @@ MODES = ("memory", "disk")
 def decode_at(path: Path, size: int) -> tuple[np.ndarray, tuple[int, int]]:
     """Decode `path`: returns the (size, size, 3) uint8 RGB square (centre crop, resize) and the
     original (height, width)."""
-    from PIL import ImageOps, UnidentifiedImageError
+    from PIL import ImageOps
 
     try:
         with Image.open(path) as img:
@@ -44,8 +44,8 @@ def decode_at(path: Path, size: int) -> tuple[np.ndarray, tuple[int, int]]:
                 img.draft("RGB", (size, size))  # decode at reduced scale, still >= size
             img.load()
             rgb = _to_rgb(ImageOps.exif_transpose(img))
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise DataError(f"cannot decode image {path}: {type(exc).__name__}: {exc}") from exc
+    except DECODE_ERRORS as exc:
+        raise decode_error(path, exc) from exc
     return resize(center_square(rgb), size), tuple(original)
 
 
@@ -78,10 +78,19 @@ def build_cache(
         folder = Path(cache_dir or Path.home() / ".cache" / "toonclip").expanduser()
         disk_file = folder / f"pairs_{size}px_{_key(pairs, size)}.npz"
         if disk_file.is_file():
-            with np.load(disk_file) as z:
-                kept = [pairs[i] for i in z["kept"]]
+            try:
+                with np.load(disk_file) as z:
+                    kept = [pairs[i] for i in z["kept"]]
+                    faces, cartoons = z["faces"], z["cartoons"]
                 log.info("data cache hit: %s (%d pairs)", disk_file, len(kept))
-                return z["faces"], z["cartoons"], kept
+                return faces, cartoons, kept
+            except Exception as exc:  # noqa: BLE001 - truncated, damaged or foreign: rebuild
+                log.warning(
+                    "data cache %s is damaged (%s: %s); rebuilding it from the images",
+                    disk_file,
+                    type(exc).__name__,
+                    (str(exc).splitlines() or [""])[0][:120],
+                )
 
     def work(pair: Pair):
         try:
@@ -113,7 +122,11 @@ def build_cache(
             "Fix or remove them, or set data.skip_bad=true to skip those pairs"
         )
     if bad:
-        log.warning("skipped %d pair(s) with undecodable images (data.skip_bad=true)", len(bad))
+        log.warning(
+            "skipped %d pair(s) with undecodable images (data.skip_bad=true): %s",
+            len(bad),
+            "; ".join(b.removeprefix("cannot decode image ") for b in bad),
+        )
     good = [(i, r) for i, r in enumerate(results) if r[3] is None]
     if not good:
         raise DataError("no decodable pairs left after data.skip_bad=true skipped the bad files")

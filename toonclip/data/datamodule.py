@@ -94,6 +94,7 @@ class PairDataModule(L.LightningDataModule):
         self.persistent_workers, self.prefetch_factor = bool(persistent_workers), prefetch_factor
         self.train_pairs: list[Pair] = []
         self.val_pairs: list[Pair] = []
+        self.skipped: list[str] = []
         self._ready = False
 
     def setup(self, stage: str | None = None) -> None:
@@ -106,6 +107,7 @@ class PairDataModule(L.LightningDataModule):
             pairs, cache_size, self.cache, self.cache_dir, self.skip_bad
         )
         # Split after skipping bad files, so a skipped pair never leaves validation empty.
+        self.skipped = [p.stem for p in pairs if p not in kept]  # by data.skip_bad
         self.train_pairs, self.val_pairs = split_pairs(kept, self.val_fraction, self.split_seed)
         index = {p.stem: i for i, p in enumerate(kept)}
         ti = [index[p.stem] for p in self.train_pairs]

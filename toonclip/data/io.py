@@ -10,6 +10,25 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from toonclip.errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+# What a file that cannot be decoded raises. A DecompressionBombError (more pixels than
+# Image.MAX_IMAGE_PIXELS * 2: a small file that would take gigabytes to decode) is one of them.
+DECODE_ERRORS = (
+    UnidentifiedImageError,
+    OSError,
+    ValueError,
+    SyntaxError,
+    Image.DecompressionBombError,
+)
+
+
+def decode_error(path: Path, exc: Exception) -> DataError:
+    """The one-line DataError for a file that `exc` says cannot be decoded."""
+    if isinstance(exc, Image.DecompressionBombError):
+        return DataError(
+            f"cannot decode image {path}: it has more pixels than Pillow's safety limit "
+            f"({Image.MAX_IMAGE_PIXELS * 2:,}); shrink it first, or remove it"
+        )
+    return DataError(f"cannot decode image {path}: {type(exc).__name__}: {exc}")
 
 
 def is_image_file(path: Path) -> bool:
@@ -30,8 +49,8 @@ def load_rgb(path: str | Path) -> np.ndarray:
             img.load()
             img = ImageOps.exif_transpose(img)
             return _to_rgb(img)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise DataError(f"cannot decode image {path}: {type(exc).__name__}: {exc}") from exc
+    except DECODE_ERRORS as exc:
+        raise decode_error(path, exc) from exc
 
 
 def _to_rgb(img: Image.Image) -> np.ndarray:

@@ -67,6 +67,19 @@ class Demo:
         mb = path.stat().st_size / 1e6
         if mb > self.max_mb:
             raise ToonclipError(f"{path.name} is {mb:.1f} MB; the limit is {self.max_mb:g} MB")
+        # The header says the size: refuse a huge picture before decoding it (a 140 KB PNG can
+        # hold 12000x12000 px, gigabytes once decoded).
+        from PIL import Image
+
+        try:
+            with Image.open(path) as img:
+                w, h = img.size
+        except Exception:  # noqa: BLE001 - undecodable: load_rgb below says so in one line
+            w = h = 0
+        if max(w, h) > self.max_side:
+            raise ToonclipError(
+                f"the picture is {w}x{h} px; the limit is {self.max_side} px on the long side"
+            )
         try:
             image = load_rgb(path)
         except ToonclipError as exc:

@@ -239,7 +239,7 @@ def train(cfg: DictConfig, run_dir: Path, ckpt_path: Path | None = None, overrid
         module = ToonModule(cfg)
         if lead:
             datamodule.write_val_files(run_dir / "val_files.txt")
-            summary.update(S.model_record(module, cfg))
+            summary.update(S.model_record(module, cfg), skipped_pairs=datamodule.skipped)
             S.write_summary(run_dir / "summary.json", summary)
         watch = D.ChildWatch(
             lambda cause: S.record_failure(
