@@ -137,8 +137,14 @@ def test_stopped_run_exits_non_zero_with_the_resume_command(
     [(143, "interrupted", "interrupted"), (-9, "running", "interrupted"), (1, "failed", "failed")],
 )
 def test_sweep_marks_a_stopped_member_interrupted(tmp_path, code, summary_status, expected):
+    from toonclip.sweep.job import LOG_NAME
+
     (tmp_path / "summary.json").write_text(json.dumps({"status": summary_status}))
-    assert outcome(tmp_path, code)[0] == expected
+    (tmp_path / LOG_NAME).write_text("Epoch 0: 40% 2/5\n")
+    status, reason = outcome(tmp_path, code)
+    assert status == expected
+    if code < 0:  # a signal says so, not the log's last progress line
+        assert reason.startswith("killed by SIGKILL")
 
 
 def test_last_checkpoint_also_has_a_wall_time_cadence(tmp_path):
@@ -219,3 +225,19 @@ def test_damaged_disk_cache_is_rebuilt_with_a_warning(tmp_path, synthetic_root, 
 
     with np.load(cached) as z:  # the rebuilt file is whole again
         assert z["faces"].shape == faces.shape
+
+
+def test_predict_partial_failure_writes_the_good_files_and_exits_1(
+    tiny_checkpoint, tmp_path, capsys
+):
+    from PIL import Image
+
+    from toonclip.predict import cli as predict
+
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.new("RGB", (40, 40), (200, 120, 90)).save(src / "good.png")
+    (src / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
+    code = predict([f"ckpt={tiny_checkpoint}", f"input={src}", f"output={tmp_path / 'out'}"])
+    assert code == 1 and (tmp_path / "out" / "good.png").is_file()
+    assert "1 input(s) could not be decoded: broken.jpg" in capsys.readouterr().err

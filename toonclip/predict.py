@@ -7,6 +7,7 @@ toonclip.inference for how sizes other than the training size are handled).
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 from toonclip.cli import split_args
@@ -60,6 +61,10 @@ def cli(argv: list[str]) -> int:
             failed.append(path.name)
             log.warning("%s", exc)
     print(f"wrote {len(inputs) - len(failed)} cartoon(s) to {out_dir}")
-    if failed:
-        raise DataError(f"{len(failed)} input(s) could not be decoded: {', '.join(failed[:5])}")
+    if failed:  # the good files are written; exit 1 on a partial failure, as stylize does
+        print(
+            f"error: {len(failed)} input(s) could not be decoded: {', '.join(failed[:5])}",
+            file=sys.stderr,
+        )
+        return 1
     return 0

@@ -9,6 +9,7 @@ and resizes back; `mode=native` reflect-pads to a multiple of 32 and crops back 
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 from toonclip.errors import ConfigError, DataError
@@ -133,7 +134,14 @@ def cli(argv: list[str]) -> int:
             f"wrote {result['written']} images to {dst}"
             + (f"; {len(result['failed'])} unreadable, skipped" if result["failed"] else "")
         )
-        return 1 if result["failed"] and not result["written"] else 0
+        if result["failed"]:  # exit 1 on a partial failure, as predict does
+            names = ", ".join(Path(f).name for f in result["failed"][:5])
+            print(
+                f"error: {len(result['failed'])} input(s) could not be decoded: {names}",
+                file=sys.stderr,
+            )
+            return 1
+        return 0
     if kind == "video":
         info = stylize_video(fn, src, dst, progress)
         print(

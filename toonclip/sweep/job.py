@@ -97,6 +97,8 @@ def outcome(run_dir: str | Path, exit_code: int | None, job_error: str | None = 
     stopped = summary.get("status") == "interrupted" or exit_code in STOPPED_CODES
     status = "interrupted" if stopped else "failed"
     reason = error_line(run_dir / LOG_NAME) or summary.get("error") or job_error
+    if exit_code is not None and exit_code < 0:  # a signal: the log's last line is not the cause
+        reason = describe_exit(exit_code)
     if not reason:
         if exit_code is None:
             reason = "the job stopped without an exit code"
