@@ -241,3 +241,17 @@ def test_predict_partial_failure_writes_the_good_files_and_exits_1(
     code = predict([f"ckpt={tiny_checkpoint}", f"input={src}", f"output={tmp_path / 'out'}"])
     assert code == 1 and (tmp_path / "out" / "good.png").is_file()
     assert "1 input(s) could not be decoded: broken.jpg" in capsys.readouterr().err
+
+
+def test_unmatched_files_warned_once_and_broken_links_called_broken(tmp_path, caplog):
+    from conftest import make_pairs
+
+    from toonclip.data.pairs import find_pairs
+
+    root = make_pairs(tmp_path / "d", n=3, size=32)
+    (root / "ffhq" / "lonely.jpg").write_bytes((root / "ffhq" / "face_000.jpg").read_bytes())
+    (root / "comics_heroes" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    for _ in range(2):
+        assert len(find_pairs(root, "ffhq", "comics_heroes")) == 3
+    assert caplog.text.count("without a partner") == 1
+    assert "gone.png is a broken symbolic link" in caplog.text

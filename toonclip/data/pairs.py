@@ -25,9 +25,15 @@ class Pair:
     cartoon: Path
 
 
+_WARNED: set[tuple] = set()
+
+
 def _by_stem(folder: Path) -> dict[str, Path]:
     found: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
+        if path.is_symlink() and not path.exists():
+            log.warning("%s is a broken symbolic link (ignored); fix or remove it", path)
+            continue
         if is_image_file(path):
             if path.stem in found:
                 log.warning(
@@ -52,7 +58,10 @@ def find_pairs(
     face_files, cartoon_files = _by_stem(faces), _by_stem(cartoons)
     common = sorted(face_files.keys() & cartoon_files.keys())
     unmatched = sorted(face_files.keys() ^ cartoon_files.keys())
-    if unmatched:
+    # find_pairs runs twice per train (the early check, then the data module): say it once.
+    key = (str(faces), str(cartoons), tuple(unmatched))
+    if unmatched and key not in _WARNED:
+        _WARNED.add(key)
         shown = ", ".join(unmatched[:10]) + (
             f" and {len(unmatched) - 10} more" if len(unmatched) > 10 else ""
         )
