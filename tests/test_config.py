@@ -75,3 +75,37 @@ def test_bad_override_is_one_line_with_a_hint(override, expected):
     with pytest.raises(ConfigError) as err:
         compose([override])
     assert expected in str(err.value) and "\n" not in str(err.value)
+
+
+def test_environment_yml_lists_every_pyproject_dependency():
+    """environment.yml (conda-forge) stays in step with pyproject.toml: same packages, same bounds."""
+    import re
+
+    import tomllib
+    import yaml
+    from conftest import REPO
+
+    # pip name -> conda-forge name, where they differ
+    conda_name = {
+        "torch": "pytorch",
+        "opencv-python-headless": "py-opencv",
+        "matplotlib": "matplotlib-base",
+    }
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    wanted = list(project["dependencies"])
+    for extra in extras["all"][0].split("[")[1].rstrip("]").split(","):
+        wanted += extras[extra]
+    env = yaml.safe_load((REPO / "environment.yml").read_text())["dependencies"]
+    pip = next(d["pip"] for d in env if isinstance(d, dict))
+    listed = {}
+    for spec in [d for d in env if isinstance(d, str)] + pip:
+        name = re.split(r"[<>=\s]", spec.strip(), maxsplit=1)[0]
+        listed[name] = spec.replace(" ", "").split("#")[0]
+    for req in wanted:
+        name = re.split(r"[<>=\[]", req, maxsplit=1)[0]
+        bounds = req[len(name) :].replace(" ", "")
+        target = conda_name.get(name, name)
+        assert target in listed, f"{name} from pyproject.toml is missing in environment.yml"
+        assert listed[target] == target + bounds, f"{target}: {listed[target]} vs {req}"
+    assert "-e .[all]" in [p.split("#")[0].strip() for p in pip]
