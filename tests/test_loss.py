@@ -17,6 +17,7 @@ def make(**kw):
         perceptual_weight=1.0,
         style_weight=10.0,
         pixel_weight=1.0,
+        ssim_weight=1.0,
         vgg_weights="none",
     )
     args.update(kw)
@@ -28,7 +29,7 @@ def test_total_is_sum_of_named_parts():
     loss = make()
     pred, target = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
     total, parts = loss(pred, target)
-    assert set(parts) == {"perceptual", "style", "pixel"}
+    assert set(parts) == {"perceptual", "style", "pixel", "dssim"}
     assert torch.allclose(total, sum(parts.values()), rtol=1e-5)
     assert all(v > 0 for v in parts.values())
 
@@ -64,7 +65,7 @@ def test_layer_weights_and_global_weights_scale_parts():
 
 
 def test_zero_weight_terms_are_absent():
-    _, parts = make(style_weight=0.0, pixel_weight=0.0)(
+    _, parts = make(style_weight=0.0, pixel_weight=0.0, ssim_weight=0.0)(
         torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)
     )
     assert set(parts) == {"perceptual"}
@@ -106,3 +107,32 @@ def test_vgg_auto_offline_records_random_fallback(monkeypatch):
     monkeypatch.setenv("TORCH_HOME", "/nonexistent-torch-home")
     loss = make(vgg_weights="auto")
     assert loss.weights_record.loaded == "random" and "unreachable" in loss.weights_record.note
+
+
+def test_ssim_term_is_the_val_metric_and_has_gradients():
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    from toonclip.losses.ssim import ssim
+
+    torch.manual_seed(0)
+    target = torch.rand(2, 3, 48, 40)
+    pred = (target + 0.2 * torch.randn_like(target)).clamp(0, 1).requires_grad_()
+    ours = ssim(pred, target)
+    theirs = structural_similarity_index_measure(pred.detach(), target, data_range=1.0)
+    assert ours.item() == pytest.approx(theirs.item(), abs=1e-5)
+    assert ssim(target, target).item() == pytest.approx(1.0, abs=1e-6)
+    (1 - ours).backward()
+    assert pred.grad is not None and pred.grad.abs().sum() > 0
+
+
+def test_default_loss_is_l1_plus_ssim_without_vgg16():
+    from hydra.utils import instantiate
+
+    from toonclip.config import compose
+
+    loss = instantiate(compose([]).loss)
+    assert loss.vgg is None  # perceptual and style weights 0: VGG16 is never built or run
+    total, parts = loss(torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32))
+    assert set(parts) == {"pixel", "dssim"}
+    full = instantiate(compose(["loss=perceptual_style", "loss.vgg_weights=none"]).loss)
+    assert full.vgg is not None and full.perceptual_weight == full.style_weight == 1.0

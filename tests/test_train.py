@@ -40,9 +40,10 @@ def test_run_folder_has_everything(tiny_run):
     assert summary["versions"]["torch"] == torch.__version__.split("+")[0]
     assert summary["train_img_per_s"] is None or summary["train_img_per_s"] > 0
     header = (tiny_run / "metrics.csv").read_text().splitlines()[0]
-    # the default loss has no pixel term (pixel_weight 0), so no val/pixel column
-    for column in ("val/psnr", "val/ssim", "val/perceptual", "val/style", "val/identity_psnr"):
+    # the default loss is L1 + SSIM: no VGG16 terms, so no val/perceptual or val/style column
+    for column in ("val/psnr", "val/ssim", "val/pixel", "val/dssim", "val/identity_psnr"):
         assert column in header
+    assert "val/perceptual" not in header and "val/style" not in header
 
 
 def test_grid_rows_are_face_prediction_target(tiny_run):

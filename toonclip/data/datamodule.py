@@ -21,6 +21,10 @@ from toonclip.data.pairs import Pair, find_pairs, split_pairs
 log = logging.getLogger(__name__)
 
 
+def _as_is(face: np.ndarray, cartoon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return face, cartoon
+
+
 class PairDataset(Dataset):
     """Items: {"face", "cartoon"}: (3, size, size) uint8 tensors (RGB; views of HWC arrays);
     "index": int. Batched by loading.collate_pairs.
@@ -115,7 +119,11 @@ class PairDataModule(L.LightningDataModule):
         tf, tc = faces[ti], cartoons[ti]
         vf = np.stack([resize(faces[i], self.size) for i in vi])
         vc = np.stack([resize(cartoons[i], self.size) for i in vi])
-        self.train_set = PairDataset(tf, tc, PairAugment(self.size, self.augment_cfg, train=True))
+        # augment.device=gpu: the loader serves the cached squares as they are, and the module
+        # augments whole batches on its device (device_augment.py).
+        on_device = self.augment_cfg.get("device", "cpu") == "gpu"
+        train_aug = _as_is if on_device else PairAugment(self.size, self.augment_cfg, train=True)
+        self.train_set = PairDataset(tf, tc, train_aug)
         self.val_set = PairDataset(vf, vc, PairAugment(self.size, self.augment_cfg, train=False))
         log.info(
             "data: %d train / %d val pairs from %s at %d px", len(tf), len(vf), self.root, self.size

@@ -29,9 +29,9 @@ class PerceptualStyleLoss(nn.Module):
              + ssim_weight * (1 - SSIM(pred, target))      (losses/ssim.py: the val metric's SSIM)
 
     forward(pred, target): both (N, 3, H, W) float RGB, nominally in [0, 1] (VGG normalisation is
-    applied inside). Returns (total, parts) where parts maps "perceptual", "style", "pixel", "ssim" to
-    detached scalars (each already multiplied by its global weight). Target features are computed
-    without gradients.
+    applied inside). Returns (total, parts) where parts maps "perceptual", "style", "pixel" and
+    "dssim" (the 1 - SSIM term; "ssim" is the val metric's name) to detached scalars, each already
+    multiplied by its global weight. Target features are computed without gradients.
     """
 
     def __init__(
@@ -98,5 +98,5 @@ class PerceptualStyleLoss(nn.Module):
         if self.ssim_weight > 0:
             term = 1 - ssim(pred, target.detach())
             total = total + self.ssim_weight * term
-            parts["ssim"] = (self.ssim_weight * term).detach()
+            parts["dssim"] = (self.ssim_weight * term).detach()
         return total, parts

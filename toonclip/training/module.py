@@ -8,6 +8,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
+from toonclip.data.device_augment import BatchPairAugment
 from toonclip.errors import ToonclipError
 from toonclip.models import generator_from_config
 
@@ -38,6 +39,10 @@ class ToonModule(L.LightningModule):
         self.identity_psnr = PeakSignalNoiseRatio(data_range=1.0)
         self.identity_ssim = StructuralSimilarityIndexMeasure(data_range=1.0)
         self._channels_last = bool(cfg.model.get("channels_last", False))
+        augment = cfg.data.get("augment") or {}
+        self.device_augment = (
+            BatchPairAugment(cfg.data.size, augment) if augment.get("device") == "gpu" else None
+        )
 
     def configure_model(self) -> None:
         if self._channels_last:
@@ -50,7 +55,11 @@ class ToonModule(L.LightningModule):
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
         fmt = torch.channels_last if self._channels_last else torch.contiguous_format
         for key in ("face", "cartoon"):
-            batch[key] = batch[key].float().div_(255).contiguous(memory_format=fmt)
+            batch[key] = batch[key].float().div_(255)
+        if self.device_augment is not None and self._trainer is not None and self.trainer.training:
+            batch["face"], batch["cartoon"] = self.device_augment(batch["face"], batch["cartoon"])
+        for key in ("face", "cartoon"):
+            batch[key] = batch[key].contiguous(memory_format=fmt)
         return batch
 
     def forward(self, face: torch.Tensor) -> torch.Tensor:

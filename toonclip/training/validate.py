@@ -60,6 +60,12 @@ def check_train_values(cfg: DictConfig) -> None:
             "per channel at the encoder's 1x1 stage; use data.batch_size>=2 or data.size>=64"
         )
     _int(cfg, "data.num_workers", 0, "(0 loads in the training process)")
+    where = OmegaConf.select(cfg, "data.augment.device", default="cpu")
+    if where not in ("cpu", "gpu"):
+        raise ConfigError(
+            f"data.augment.device={where}: use cpu (albumentations in the loader) or gpu "
+            "(whole batches on the training device)"
+        )
     steps = OmegaConf.select(cfg, "trainer.max_steps")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps == 0 or steps < -1:
         raise ConfigError(f"trainer.max_steps={steps}: use a positive integer (or -1: no limit)")
@@ -72,7 +78,12 @@ def check_train_values(cfg: DictConfig) -> None:
             "(bf16-mixed on recent GPUs)"
         )
     _positive(cfg, "optim.optimizer.lr", "(e.g. optim.optimizer.lr=1e-3)")
-    for key in ("loss.perceptual_weight", "loss.style_weight", "loss.pixel_weight"):
+    for key in (
+        "loss.perceptual_weight",
+        "loss.style_weight",
+        "loss.pixel_weight",
+        "loss.ssim_weight",
+    ):
         value = OmegaConf.select(cfg, key, default=0)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             raise ConfigError(f"{key}={value}: use a number >= 0 (0 turns the term off)")
