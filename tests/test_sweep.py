@@ -192,7 +192,7 @@ def test_each_member_ends_finished_or_failed_with_its_reason(tmp_path, stub, lau
     assert got == {
         "ok": ("finished", None),
         "nan": ("failed", "loss is NaN at step 2; lower optim.lr"),
-        "oom": ("failed", "killed by SIGKILL (out of memory?): training oom"),
+        "oom": ("failed", "killed by SIGKILL (out of memory?)"),  # not the log's last line
         "nosummary": ("failed", "training exited 0 but summary.json does not say finished"),
     }
     assert sorted(calls.read_text().split()) == sorted(index)

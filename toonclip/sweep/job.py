@@ -79,8 +79,9 @@ def describe_exit(code: int) -> str:
     return f"exit code {code}"
 
 
-# Exit codes of a stopped child: 130/143 from `toonclip train`, negative from a signal.
-STOPPED_CODES = (130, 143, -2, -9, -15)
+# Exit codes of a child stopped from outside: 130/143 from `toonclip train` (Ctrl-C, SIGTERM),
+# or the raw signals. SIGKILL is not among them: it is usually the out-of-memory killer.
+STOPPED_CODES = (130, 143, -2, -15)
 
 
 def outcome(run_dir: str | Path, exit_code: int | None, job_error: str | None = None):
