@@ -260,3 +260,33 @@ def test_unmatched_files_warned_once_and_broken_links_called_broken(tmp_path, ca
         assert len(find_pairs(root, "ffhq", "comics_heroes")) == 3
     assert caplog.text.count("without a partner") == 1
     assert "gone.png is a broken symbolic link" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("option", "needle"),
+    [
+        ("size=abc", "size=abc: use a multiple of 32"),
+        ("size=50", "size=50"),
+        ("device=cuda:7", "device=cuda:7: no CUDA GPU"),
+        ("device=banana", "device=banana: not a torch device"),
+        ("output=FILE", "is a file; predict writes into a folder"),
+    ],
+)
+def test_predict_bad_values_are_one_line(tiny_checkpoint, tmp_path, option, needle):
+    from PIL import Image
+
+    from toonclip.predict import cli as predict
+
+    if torch.cuda.is_available() and option.startswith("device=cuda"):
+        pytest.skip("a GPU is visible")
+    face = tmp_path / "face.png"
+    Image.new("RGB", (40, 40), (200, 120, 90)).save(face)
+    taken = tmp_path / "taken.txt"
+    taken.write_text("keep me")
+    option = option.replace("FILE", str(taken))
+    args = [f"ckpt={tiny_checkpoint}", f"input={face}", f"output={tmp_path / 'out'}", option]
+    if option.startswith("output="):
+        args = args[:2] + [option]
+    with pytest.raises(ConfigError, match=needle):
+        predict(args)
+    assert taken.read_text() == "keep me" and not (tmp_path / "out").exists()

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
-from toonclip.errors import DataError
+from toonclip.errors import ConfigError, DataError
 from toonclip.models import Generator, generator_from_config
 from toonclip.models.factory import load_generator_state
 
@@ -53,6 +53,17 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> tuple[Genera
             state[key[len("generator.") :].replace("_orig_mod.", "")] = value
     load_generator_state(generator, state)
     return generator.eval(), cfg
+
+
+def torch_device(device: str) -> torch.device:
+    """`device=` as a torch.device; one line when it is not one, or is a GPU torch cannot see."""
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise ConfigError(f"device={device}: not a torch device; use device=cpu or cuda") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={device}: no CUDA GPU is visible to torch; use device=cpu")
+    return dev
 
 
 def resolve_checkpoint(path: str | Path) -> Path:

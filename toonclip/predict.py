@@ -13,7 +13,7 @@ from pathlib import Path
 from toonclip.cli import split_args
 from toonclip.data.io import is_image_file, load_rgb
 from toonclip.errors import ConfigError, DataError
-from toonclip.inference import Stylizer
+from toonclip.inference import Stylizer, torch_device
 from toonclip.visual import save_png
 
 log = logging.getLogger(__name__)
@@ -42,14 +42,20 @@ def cli(argv: list[str]) -> int:
                 f"predict needs {key}=...: toonclip predict ckpt=RUN_DIR/checkpoints/best.ckpt "
                 "input=FILE|DIR output=DIR"
             )
+    size = opts.get("size")
+    if size is not None and (not str(size).isdigit() or int(size) < 32 or int(size) % 32):
+        raise ConfigError(f"size={size}: use a multiple of 32 (e.g. size=256), or leave it out")
+    out_dir = Path(opts["output"])
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"output={out_dir} is a file; predict writes into a folder")
+    device = str(torch_device(opts.get("device", "cpu")))
     inputs = collect_inputs(Path(opts["input"]))
     stylize = Stylizer.from_checkpoint(
         opts["ckpt"],
         mode=opts.get("mode", "resize"),
-        device=opts.get("device", "cpu"),
-        size=int(opts["size"]) if "size" in opts else None,
+        device=device,
+        size=int(size) if size is not None else None,
     )
-    out_dir = Path(opts["output"])
     out_dir.mkdir(parents=True, exist_ok=True)
     failed = []
     for path in inputs:

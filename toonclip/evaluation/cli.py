@@ -30,6 +30,7 @@ from toonclip.data.pairs import find_pairs
 from toonclip.errors import ConfigError, DataError
 from toonclip.evaluation import report
 from toonclip.evaluation.metrics import ModelFn, run_pairs
+from toonclip.inference import torch_device
 
 log = logging.getLogger(__name__)
 USAGE = (
@@ -52,16 +53,6 @@ class Model:
     cfg: DictConfig | None  # that run's config
 
 
-def _device(device: str) -> torch.device:
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise ConfigError(f"device={device}: not a torch device; use device=cpu or cuda") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device={device}: no CUDA GPU is visible to torch; use device=cpu")
-    return dev
-
-
 def _is_run(folder: Path) -> bool:
     return (folder / "config.yaml").is_file() or (folder / "val_files.txt").is_file()
 
@@ -73,7 +64,7 @@ def load(ckpt: str | Path, device: str = "cpu") -> Model:
     path = Path(ckpt)
     if not path.exists():
         raise DataError(f"ckpt={path} does not exist; pass a run folder, a .ckpt or an .onnx file")
-    dev = _device(device)
+    dev = torch_device(device)
     if path.suffix.lower() in EXPORTED:
         from toonclip.export.runtime import load_model
 
