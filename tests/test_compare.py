@@ -284,3 +284,19 @@ def test_eval_figures_and_gain_over_identity(tmp_path):
     runs = discover([evaluated, old])
     assert G.header(runs[0], 20).splitlines()[-2:] == ["PSNR 20.00 dB", "gain +1.50 dB"]
     assert G.header(runs[1], 20).splitlines()[-1] == "PSNR 20.00 dB"
+
+
+def test_pareto_labels_drop_shared_parts_and_do_not_overprint(tmp_path):
+    from matplotlib.figure import Figure
+
+    from toonclip.compare.plot import _label_offsets, short_labels
+
+    names = ["unet__r18__lr-1", "unet__r18__lr-2", "unet__r18__lr-3"]
+    assert short_labels(names) == ["lr-1", "lr-2", "lr-3"]
+    assert short_labels(["unet__r18"]) == ["unet\nr18"]
+    ax = Figure(dpi=110).subplots()
+    pts = [(100.0, 17.00), (100.0, 17.01), (100.0, 15.0)]
+    ax.scatter(*zip(*pts, strict=True))
+    offsets = _label_offsets(ax, pts, ["a\nb", "c\nd", "e"])
+    assert offsets[1] == 0 and offsets[0] < -15  # the lower of two close runs moves down
+    assert offsets[2] == 0  # a run far away keeps its place

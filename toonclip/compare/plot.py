@@ -24,6 +24,35 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return front
 
 
+def short_labels(names: list[str]) -> list[str]:
+    """Run names without the `__`-separated parts they all share (a sweep over one arch/encoder
+    pair differs only in its overrides), one part per line."""
+    parts = [n.split("__") for n in names]
+    common = set(parts[0]).intersection(*parts[1:]) if len(parts) > 1 else set()
+    return ["\n".join([q for q in p if q not in common] or p) for p in parts]
+
+
+def _label_offsets(ax, pts: list[tuple[float, float]], labels: list[str]) -> list[float]:
+    """Extra vertical offsets (points) that stop labels of nearby runs from overprinting: from
+    the highest run down, a label that would overlap one already placed moves below it."""
+    ax.get_xlim(), ax.get_ylim()  # settle autoscaling before reading positions
+    px = ax.transData.transform(pts)
+    scale = 72 / ax.figure.dpi  # pixels -> points
+    line = 9.5 / scale  # a 7 pt line, in pixels
+    placed: list[tuple[float, float, float]] = []  # x, bottom, top of each label (pixels)
+    offsets = [0.0] * len(pts)
+    for i in sorted(range(len(pts)), key=lambda k: -px[k][1]):
+        x, natural = px[i][0], px[i][1] + 4 / scale  # labels sit 4 pt above their point
+        height = line * (labels[i].count("\n") + 1)
+        bottom = natural
+        for ox, obottom, otop in sorted(placed, key=lambda p: -p[1]):
+            if abs(ox - x) < 120 and bottom < otop and bottom + height > obottom:
+                bottom = obottom - height - 2
+        placed.append((x, bottom, bottom + height))
+        offsets[i] = (bottom - natural) * scale
+    return offsets
+
+
 def pareto_plot(rows: list[dict], path: Path, quality: str = "val_psnr") -> list[str]:
     """Plot `quality` (PSNR, dB) against CPU latency at 256 px, each run labelled.
 
@@ -43,16 +72,18 @@ def pareto_plot(rows: list[dict], path: Path, quality: str = "val_psnr") -> list
         fx, fy = [pts[i][0] for i in on_front], [pts[i][1] for i in on_front]
         ax.step(fx, fy, where="post", color="tab:orange", lw=1.5, zorder=2, label="Pareto front")
         ax.scatter(fx, fy, s=80, facecolors="none", edgecolors="tab:orange", zorder=4)
-        for (x, y), r in zip(pts, have, strict=True):
-            ax.annotate(
-                r["run"].replace("__", "\n"),
-                (x, y),
-                textcoords="offset points",
-                xytext=(5, 4),
-                fontsize=7,
-            )
         ax.legend(loc="lower right", fontsize=8)
         ax.margins(x=0.25, y=0.2)
+        labels = short_labels([r["run"] for r in have])
+        for (x, y), label, dy in zip(pts, labels, _label_offsets(ax, pts, labels), strict=True):
+            ax.annotate(
+                label,
+                (x, y),
+                textcoords="offset points",
+                xytext=(5, 4 + dy),
+                fontsize=7,
+                arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "gray"} if dy else None,
+            )
     else:
         ax.text(
             0.5,
