@@ -80,28 +80,39 @@ def test_zero_weight_drops_a_layer():
     assert loss.vgg.layers == ["relu1_2", "relu2_2"]
 
 
-@pytest.fixture(scope="module")
-def recipe_run(tmp_path_factory, synthetic_root):
-    """The default recipe trained 40 steps at batch 4 on the synthetic posterise mapping."""
+def _short_run(root, run_dir, *extra):
+    """The default recipe (plus `extra` overrides) for 40 steps at 64 px, batch 4; the run folder."""
     from toonclip.training.run import prepare, train
 
-    run_dir = tmp_path_factory.mktemp("recipe") / "run"
     overrides = [
-        f"data.root={synthetic_root}",
-        "data.size=64",
+        f"data.root={root}",
         "data.batch_size=4",
         f"run_dir={run_dir}",
         "model.weights=none",
         "loss.vgg_weights=none",
-        "trainer.max_steps=40",
-        "trainer.val_every_n_steps=20",
-        "trainer.checkpoint_every_n_steps=20",
         "trainer.num_sanity_val_steps=0",
+        "trainer.checkpoint_every_n_steps=20",
         "grid.n_samples=2",
         "grid.tile=32",
+        *extra,
+        "trainer.max_steps=40",
+        "trainer.val_every_n_steps=20",
+        "data.size=64",  # after *extra: an experiment's own size and length do not apply
     ]
     cfg, run_dir, ckpt = prepare(overrides)
     return train(cfg, run_dir, ckpt_path=ckpt, overrides=overrides)
+
+
+def _summary(run_dir) -> dict:
+    import json
+
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def recipe_run(tmp_path_factory, synthetic_root):
+    """The default recipe trained 40 steps at batch 4 on the synthetic posterise mapping."""
+    return _short_run(synthetic_root, tmp_path_factory.mktemp("recipe") / "run")
 
 
 def test_eval_mode_matches_train_mode_after_a_short_small_batch_run(recipe_run):
@@ -141,32 +152,8 @@ def colour_root(tmp_path_factory):
     return root
 
 
-def _short_run(root, run_dir, *extra):
-    import json
-
-    from toonclip.training.run import prepare, train
-
-    overrides = [
-        f"data.root={root}",
-        "data.batch_size=4",
-        f"run_dir={run_dir}",
-        "model.weights=none",
-        "loss.vgg_weights=none",
-        "trainer.num_sanity_val_steps=0",
-        "grid.n_samples=2",
-        "grid.tile=32",
-        *extra,
-        "trainer.max_steps=40",
-        "trainer.val_every_n_steps=20",
-        "data.size=64",  # after *extra: an experiment's own size and length do not apply
-    ]
-    cfg, run_dir, ckpt = prepare(overrides)
-    train(cfg, run_dir, ckpt_path=ckpt, overrides=overrides)
-    return json.loads((run_dir / "summary.json").read_text())
-
-
 def test_a_short_run_beats_identity_on_an_easy_mapping(colour_root, tmp_path):
-    summary = _short_run(colour_root, tmp_path / "default")
+    summary = _summary(_short_run(colour_root, tmp_path / "default"))
     final, identity = summary["final"], summary["identity"]
     assert final["val/psnr"] > identity["val/psnr"] + 3.0  # 30.0 vs 21.1 dB when written
     assert final["val/ssim"] > identity["val/ssim"]
@@ -176,14 +163,14 @@ def test_a_short_run_beats_identity_on_an_easy_mapping(colour_root, tmp_path):
 @pytest.mark.slow
 def test_the_seed_articles_loop_does_not_on_the_same_mapping(colour_root, tmp_path):
     # What the default recipe replaced: the same 40 steps land below identity (19.0 dB).
-    summary = _short_run(colour_root, tmp_path / "plain", "experiment=recipe_plain")
+    summary = _summary(_short_run(colour_root, tmp_path / "plain", "experiment=recipe_plain"))
     assert summary["final"]["val/psnr"] < summary["identity"]["val/psnr"]
 
 
 def test_ema_weights_are_what_the_checkpoint_serves(recipe_run):
     # WeightAveraging puts the averaged weights in state_dict (what eval/predict/export load) and
     # keeps the raw ones for a resume; at the end of fit both are the average.
-    ckpt = torch.load(recipe_run / "checkpoints" / "last.ckpt", weights_only=False)
+    ckpt = torch.load(recipe_run / "checkpoints" / "last.ckpt", weights_only=True)
     assert "current_model_state" in ckpt and "averaging_state" in ckpt
     key = "generator.net.segmentation_head.0.weight"
     gen, _ = load_checkpoint(recipe_run / "checkpoints" / "last.ckpt")

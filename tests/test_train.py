@@ -15,6 +15,7 @@ from conftest import REPO, error_line, make_pairs, run_cli
 from PIL import Image
 
 from toonclip.inference import Stylizer, load_checkpoint
+from toonclip.training.distributed import checkpoint_step
 
 
 def test_run_folder_has_everything(tiny_run):
@@ -141,9 +142,7 @@ def test_killed_run_resumes_from_last_checkpoint(tmp_path, synthetic_root, tiny_
     while time.time() < deadline and proc.poll() is None:
         if last.is_file():
             try:
-                step_at_kill = torch.load(last, map_location="cpu", weights_only=False)[
-                    "global_step"
-                ]
+                step_at_kill = checkpoint_step(last)
             except Exception:  # noqa: BLE001 - caught mid-write; try again
                 step_at_kill = 0
             if step_at_kill >= 3 and (run_dir / "metrics.csv").is_file():
@@ -157,14 +156,14 @@ def test_killed_run_resumes_from_last_checkpoint(tmp_path, synthetic_root, tiny_
     steps_before = _logged_steps(run_dir)
     assert steps_before, "metrics.csv had rows before the kill"
     # The process may have written a newer last.ckpt (and logged more steps) after we looked.
-    resume_from = torch.load(last, map_location="cpu", weights_only=False)["global_step"]
+    resume_from = checkpoint_step(last)
     target = resume_from + 2
     done = run_cli("train", f"run_dir={run_dir}", "resume=true", f"trainer.max_steps={target}")
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Restoring states from the checkpoint" in done.stderr + done.stdout
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["global_step"] == target
-    assert torch.load(last, map_location="cpu", weights_only=False)["global_step"] == target
+    assert checkpoint_step(last) == target
     # History up to the checkpoint is kept; steps after it are re-run and logged once more.
     steps_after = _logged_steps(run_dir)
     kept = {s for s in steps_before if s < resume_from}
@@ -261,6 +260,7 @@ def test_gpu_bf16_channels_last_training(tmp_path, synthetic_root, tiny_override
             "trainer.precision=bf16-mixed",
             "model.channels_last=true",
             "data.size=64",
+            "data.augment.device=gpu",  # gpu_256's batch augmentation, on CUDA tensors
         ]
     )
     summary = json.loads((run / "summary.json").read_text())

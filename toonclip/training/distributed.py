@@ -188,7 +188,9 @@ class ExceptionCheckpoint(OnExceptionCheckpoint):
         if trainer.world_size == 1:
             super().on_exception(trainer, *args, **kwargs)
         elif trainer.is_global_zero:
-            checkpoint = trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
+            # Writing, not loading: the full training state (optimiser included), as
+            # trainer.save_checkpoint would write it, minus its barrier.
+            checkpoint = trainer._checkpoint_connector.dump_checkpoint()
             trainer.strategy.save_checkpoint(checkpoint, self.ckpt_path)
 
 
