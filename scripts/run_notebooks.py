@@ -87,6 +87,17 @@ def tiny_parameters(name: str, data: Path, out: Path) -> dict:
             "clip_frames": 8,
             "clip_size": 64,
         },
+        "05_distill": {
+            "teacher": str(run_02),  # 02's tiny run; run 02 first (the default order does)
+            "student_encoder": "mobilenetv3_small_050",
+            "experiment": "smoke",
+            "steps": 4,
+            "weights": "none",
+            "runs_root": str(out / "05_distill" / "runs"),
+            "latency_runs": 1,
+            "clip_frames": 6,
+            "tile": 64,
+        },
     }
     if name not in table:
         raise KeyError(f"no tiny parameters for it in {Path(__file__).name}; add them there")

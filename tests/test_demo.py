@@ -73,6 +73,47 @@ def test_bad_uploads_get_a_message(demo, tmp_path, make, needle):
         demo.run(None if make == "none" else str(path), "tiny")
 
 
+@pytest.fixture(scope="module")
+def masked_demo(small_checkpoint, tmp_path_factory):
+    """A demo whose person masks come from a tiny segmentation .onnx (see test_regions)."""
+    from test_regions import seg_model
+
+    from toonclip.demo.app import Demo
+    from toonclip.export.runtime import load_model
+
+    mask = seg_model(tmp_path_factory.mktemp("seg") / "voc21.onnx", "voc21")
+    return Demo({"tiny": load_model(small_checkpoint)}, mask=str(mask))
+
+
+@pytest.mark.parametrize("region", ["person", "background"])
+def test_region_stylises_one_side_of_the_person_mask(masked_demo, tmp_path, region):
+    from test_regions import blob_scene, distances
+
+    photo, truth = blob_scene(120, 100, seed=2)
+    src = tmp_path / "p.png"
+    Image.fromarray(photo).save(src)
+    out = masked_demo.run(str(src), "tiny", 1.0, False, region)
+    assert out.shape == photo.shape and out.dtype == np.uint8
+    inside, outside = distances(truth)
+    keep = (outside > 12) if region == "person" else (inside > 12)  # beyond mask error + seam
+    take = (inside > 12) if region == "person" else (outside > 12)
+    assert np.array_equal(out[keep], photo[keep])
+    assert np.abs(out[take].astype(int) - photo[take]).mean() > 5
+    assert np.array_equal(masked_demo.run(str(src), "tiny", 0.0, False, region), photo)
+
+
+def test_region_choice_errors_are_messages(masked_demo, tmp_path):
+    from toonclip.demo.app import Demo
+
+    src = face_png(tmp_path / "f.png")
+    with pytest.raises(ToonclipError, match="'faces only' and region 'person' do not combine"):
+        masked_demo.run(str(src), "tiny", 1.0, True, "person")
+    with pytest.raises(ToonclipError, match="unknown region 'face'"):
+        masked_demo.run(str(src), "tiny", 1.0, False, "face")
+    with pytest.raises(ToonclipError, match="mask=/no/seg.onnx does not exist"):
+        Demo(masked_demo.models, mask="/no/seg.onnx")  # at start, not on the first click
+
+
 def test_unknown_model_name_is_a_message(demo, tmp_path):
     with pytest.raises(ToonclipError, match="unknown model 'nope'"):
         demo.run(str(face_png(tmp_path / "f.png")), "nope")
@@ -120,9 +161,25 @@ def test_browser_upload_face_get_cartoon_and_bad_uploads_get_messages(demo, tmp_
             page.wait_for_timeout(500)
             page.click("#stylize")
             img = page.wait_for_selector("#cartoon img", timeout=60_000)
-            body = page.request.get(img.get_attribute("src")).body()
+            src = img.get_attribute("src")
+            body = page.request.get(src).body()
             result = Image.open(io.BytesIO(body))
             assert result.size == (80, 96)
+
+            # region=background: the face (an ellipse GrabCut cuts out) stays as it was
+            page.locator("#region label", has_text="background").click()
+            page.click("#stylize")
+            page.wait_for_function(
+                "old => document.querySelector('#cartoon img')?.getAttribute('src') !== old",
+                arg=src,
+                timeout=60_000,
+            )
+            body = page.request.get(page.locator("#cartoon img").get_attribute("src")).body()
+            result = np.asarray(Image.open(io.BytesIO(body)).convert("RGB")).astype(int)
+            photo = np.asarray(Image.open(tmp_path / "face.png")).astype(int)
+            assert result.shape == photo.shape
+            assert np.array_equal(result[40:56, 32:48], photo[40:56, 32:48])  # the face
+            assert np.abs(result[:8] - photo[:8]).mean() > 5  # the background: stylised
 
             bad = tmp_path / "bad.png"
             bad.write_text("not an image")

@@ -15,7 +15,13 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
-EXPECTED = ["01_explore_data", "02_train", "03_compare_runs", "04_export_benchmark"]
+EXPECTED = [
+    "01_explore_data",
+    "02_train",
+    "03_compare_runs",
+    "04_export_benchmark",
+    "05_distill",
+]
 
 
 def _script(name: str):
@@ -142,4 +148,4 @@ def test_run_notebooks_select():
         "04_export_benchmark",
     ]
     with pytest.raises(ValueError, match="no such notebook"):
-        runner.select(paths, ["05"])
+        runner.select(paths, ["09"])

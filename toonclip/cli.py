@@ -18,6 +18,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "toonclip.training.run:cli",
         "train a model: toonclip train [experiment=NAME] [key=value ...]",
     ),
+    "distill": (
+        "toonclip.distill.cli:cli",
+        "train a small student on a teacher: toonclip distill teacher=RUN [student.encoder=...]",
+    ),
     "predict": (
         "toonclip.predict:cli",
         "cartoonise images: toonclip predict ckpt=FILE input=FILE|DIR output=DIR",
@@ -41,6 +45,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "export: toonclip export ckpt=FILE format=onnx|coreml|tflite",
     ),
     "bench": ("toonclip.export.bench:cli", "inference size/latency table: toonclip bench MODEL..."),
+    "temporal": (
+        "toonclip.evaluation.temporal_cli:cli",
+        "video flicker / warping error: toonclip temporal MODEL... video=FILE|synthetic",
+    ),
     "stylize": (
         "toonclip.stylize.cli:cli",
         "stylise images, folders or videos: toonclip stylize MODEL input=...",

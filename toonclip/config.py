@@ -10,7 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 from toonclip.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).parent / "configs"
-GROUPS = ("data", "model", "loss", "optim", "trainer", "experiment")
+GROUPS = ("data", "model", "loss", "optim", "trainer", "distill", "experiment")
 
 
 def group_options(group: str) -> list[str]:

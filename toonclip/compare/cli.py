@@ -8,7 +8,8 @@ Writes into `out` (default `<SWEEP_DIR>/compare` for one input, else
     compare_faces.png   faces without targets (faces=DIR), one column per run
     metrics.csv/.md     arch, encoder, params, GFLOPs@256, PSNR, SSIM, L1, loss, eval figures
                         and their gain over the identity baseline, times, latency
-    pareto.png          PSNR against CPU latency at 256 px
+    pareto.png          PSNR against CPU latency at 256 px (latency=onnx: ONNX Runtime
+                        fp32 and int8, with their file sizes; see compare/onnx_cost.py)
     strips/<run>.png    each run's validation grids over steps
 """
 
@@ -23,7 +24,7 @@ from toonclip.cli import split_args
 from toonclip.compare import grids as G
 from toonclip.compare.page import Page, write_page
 from toonclip.compare.plot import pareto_plot
-from toonclip.compare.runs import Run, discover
+from toonclip.compare.runs import Run, cfg_get, discover
 from toonclip.compare.tables import Cost, measure, row, write_csv, write_markdown
 from toonclip.errors import ConfigError, DataError, ToonclipError
 from toonclip.inference import Stylizer, load_checkpoint
@@ -31,10 +32,11 @@ from toonclip.visual import save_png
 
 USAGE = (
     "usage: toonclip compare SWEEP_DIR|RUN_DIR... [out=DIR] [faces=DIR] [n=N] [tile=PX] "
-    "[data.root=DIR] [latency_runs=N] [threads=N] [strip_max=N]"
+    "[data.root=DIR] [latency=torch|onnx] [latency_runs=N] [threads=N] [strip_max=N]"
 )
 INTS = {"n": 1, "tile": 32, "latency_runs": 0, "threads": 1, "strip_max": 1}  # name -> minimum
-OPTIONS = {"out", "faces", "data.root", *INTS}
+OPTIONS = {"out", "faces", "data.root", "latency", *INTS}
+LATENCY = ("torch", "onnx")
 
 
 def _cpu_name() -> str:
@@ -61,9 +63,10 @@ def _load(run: Run):
     return generator, int(cfg.data.size), None
 
 
-def _cost(run: Run, generator, cache: dict, latency_runs: int, threads: int) -> Cost:
-    # Cost depends only on the network, so runs of one (arch, encoder) are measured once.
-    key = (run.arch, run.encoder)
+def _cost(run: Run, generator, cache: dict, latency_runs: int, threads: int, calib=None) -> Cost:
+    # Cost depends only on the network, so runs of one network are measured once.
+    width = cfg_get(run.cfg, "model.decoder_width") or 1.0
+    key = (run.arch, run.encoder, float(width))
     if key in cache:
         return cache[key]
     model = generator
@@ -71,11 +74,18 @@ def _cost(run: Run, generator, cache: dict, latency_runs: int, threads: int) -> 
         from toonclip.models import build_generator
 
         try:
-            model = build_generator(run.arch, run.encoder, weights="none")
+            model = build_generator(
+                run.arch, run.encoder, weights="none", decoder_width=float(width)
+            )
         except Exception:  # noqa: BLE001 - a bad name or pair: the run has no cost, not a crash
             model = None
-    cache[key] = measure(model, latency_runs, threads) if model is not None else Cost()
-    return cache[key]
+    cost = measure(model, latency_runs, threads) if model is not None else Cost()
+    if calib is not None and model is not None:
+        from toonclip.compare.onnx_cost import onnx_cost
+
+        cost.onnx = onnx_cost(model, calib, threads, runs=max(latency_runs, 1) * 4)
+    cache[key] = cost
+    return cost
 
 
 def _slug(name: str) -> str:
@@ -92,9 +102,12 @@ def compare(
     latency_runs=5,
     threads=2,
     strip_max=8,
+    latency="torch",
     log=print,
 ) -> Path:
     """Compare runs; returns the path of the written index.html."""
+    if latency not in LATENCY:
+        raise ConfigError(f"latency={latency}: use latency=torch (PyTorch eager) or latency=onnx")
     runs = discover(paths)
     if out is None:
         single = len(paths) == 1 and Path(paths[0]).is_dir()
@@ -116,6 +129,11 @@ def compare(
         if not test_faces:
             faces_note = f"no images in {faces}"
 
+    calib = None
+    if latency == "onnx":  # int8 calibration: the comparison's faces, else synthetic ones
+        from toonclip.export.quantize import load_faces, synthetic_faces
+
+        calib = load_faces(faces, 128, limit=8) if faces else synthetic_faces(128, n=8)
     width = max(8, tile // 7)  # characters per header line at the 13 px header font
     cache: dict = {}
     rows, val_cols, face_cols, strips = [], [], [], []
@@ -130,7 +148,7 @@ def compare(
             blank = G.failed_tile(run, tile, reason)
             val_cols.append((head, [blank] * len(val_faces)))
             face_cols.append((head, [blank] * len(test_faces)))
-        rows.append(row(run, _cost(run, generator, cache, latency_runs, threads)))
+        rows.append(row(run, _cost(run, generator, cache, latency_runs, threads, calib)))
         strip = G.learning_strip(run, strip_max)
         text = f"status: {run.status}" + (f" — {run.error}" if run.failed and run.error else "")
         if strip is None:
@@ -150,6 +168,19 @@ def compare(
             if latency_runs
             else "CPU latency not measured (latency_runs=0)."
         ),
+        *(
+            [
+                f"ORT fp32 / int8 @256: each network exported to ONNX (dynamic size) and to static "
+                f"QDQ int8 (calibrated on {'the faces' if faces else 'synthetic faces'}), median "
+                f"ms per 1x3x256x256 frame in ONNX Runtime, {threads} intra-op thread(s); MB: the "
+                "files' sizes; int8 fps = 1000 / int8 ms."
+            ]
+            if latency == "onnx"
+            else []
+        ),
+        "teacher PSNR / vs teacher (distillation runs): the teacher's val PSNR on the "
+        "same pairs at the student's last validation, and the student's final val PSNR "
+        "minus it.",
         "PSNR, SSIM, L1, val loss: each run's best validation values (summary.json); "
         "train px: training resolution.",
         "eval PSNR / SSIM: the run's newest `toonclip eval` on its val split "
@@ -161,7 +192,9 @@ def compare(
     ]
     write_csv(rows, out / "metrics.csv")
     write_markdown(rows, out / "metrics.md", note="\n\n".join(notes))
-    front = pareto_plot(rows, out / "pareto.png")
+    front = pareto_plot(
+        rows, out / "pareto.png", latency="onnx_fp32_ms" if latency == "onnx" else "latency_ms_256"
+    )
     page = Page(
         title="toonclip run comparison",
         inputs=[str(p) for p in paths],
@@ -206,6 +239,7 @@ def cli(argv: list[str]) -> int:
         out=options.get("out"),
         faces=options.get("faces"),
         data_root=options.get("data.root"),
+        latency=options.get("latency", "torch"),
         **kwargs,
     )
     return 0

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
-from toonclip.compare.tables import COLUMNS, display
+from toonclip.compare.tables import OPTIONAL, columns, display
 
 NUMERIC = {
     "params",
@@ -30,6 +30,7 @@ NUMERIC = {
     "train_time_s",
     "train_img_per_s",
     "latency_ms_256",
+    *OPTIONAL,  # ONNX and distillation figures: all numbers
 }
 
 CSS = """
@@ -100,10 +101,11 @@ def _cell(key: str, value) -> str:
 
 
 def _table(rows: list[dict], front: list[str]) -> str:
+    cols = columns(rows)
     heads = "".join(
         f'<th tabindex="0" data-key="{k}" data-type="{"num" if k in NUMERIC else "text"}">'
         f"{html.escape(h)}</th>"
-        for k, h in COLUMNS
+        for k, h in cols
     )
     body = []
     for r in rows:
@@ -112,7 +114,7 @@ def _table(rows: list[dict], front: list[str]) -> str:
             for c, on in (("failed", r.get("status") != "finished"), ("front", r["run"] in front))
             if on
         )
-        cells = "".join(_cell(k, r.get(k)) for k, _ in COLUMNS)
+        cells = "".join(_cell(k, r.get(k)) for k, _ in cols)
         body.append(f'<tr class="{classes}" data-run="{html.escape(r["run"])}">{cells}</tr>')
     return (
         f'<div class="scroll"><table id="metrics" class="sortable"><thead><tr>{heads}</tr>'

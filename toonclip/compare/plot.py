@@ -53,26 +53,63 @@ def _label_offsets(ax, pts: list[tuple[float, float]], labels: list[str]) -> lis
     return offsets
 
 
-def pareto_plot(rows: list[dict], path: Path, quality: str = "val_psnr") -> list[str]:
+AXES = {
+    "latency_ms_256": "CPU latency at 256 px (ms, PyTorch eager, lower is better)",
+    "onnx_fp32_ms": "CPU latency at 256 px (ms, ONNX Runtime; dots fp32, crosses int8)",
+}
+
+
+def pareto_plot(
+    rows: list[dict], path: Path, quality: str = "val_psnr", latency: str = "latency_ms_256"
+) -> list[str]:
     """Plot `quality` (PSNR, dB) against CPU latency at 256 px, each run labelled.
 
-    Runs without both numbers (failed, latency off) are listed under the axes instead.
-    Returns the names of the runs on the Pareto front.
+    latency: the row key on the x axis; with "onnx_fp32_ms" the int8 latency of each run is
+    drawn too (a cross joined to its fp32 dot). Runs without both numbers (failed, latency off)
+    are listed under the axes instead. Returns the names of the runs on the Pareto front.
     """
-    have = [r for r in rows if r.get(quality) is not None and r.get("latency_ms_256") is not None]
+    have = [r for r in rows if r.get(quality) is not None and r.get(latency) is not None]
     missing = [r["run"] for r in rows if r not in have]
     fig = Figure(figsize=(7.5, 5), dpi=110)
     ax = fig.subplots()
     front: list[str] = []
     if have:
-        pts = [(float(r["latency_ms_256"]), float(r[quality])) for r in have]
+        pts = [(float(r[latency]), float(r[quality])) for r in have]
+        if latency == "onnx_fp32_ms":
+            int8 = [
+                (float(r["onnx_int8_ms"]), y)
+                for (_, y), r in zip(pts, have, strict=True)
+                if r.get("onnx_int8_ms") is not None
+            ]
+            for (x, y), r in zip(pts, have, strict=True):
+                if r.get("onnx_int8_ms") is not None:
+                    ax.plot([float(r["onnx_int8_ms"]), x], [y, y], color="gray", lw=0.6, zorder=1)
+            if int8:
+                ax.scatter(
+                    *zip(*int8, strict=True),
+                    marker="x",
+                    s=30,
+                    color="tab:green",
+                    zorder=3,
+                    label="int8 (at the fp32 PSNR)",
+                )
         on_front = pareto_front(pts)
         front = [have[i]["run"] for i in on_front]
-        ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=36, color="tab:blue", zorder=3)
+        ax.scatter(
+            [p[0] for p in pts],
+            [p[1] for p in pts],
+            s=36,
+            color="tab:blue",
+            zorder=3,
+            label="fp32" if latency == "onnx_fp32_ms" else None,
+        )
         fx, fy = [pts[i][0] for i in on_front], [pts[i][1] for i in on_front]
         ax.step(fx, fy, where="post", color="tab:orange", lw=1.5, zorder=2, label="Pareto front")
         ax.scatter(fx, fy, s=80, facecolors="none", edgecolors="tab:orange", zorder=4)
         ax.legend(loc="lower right", fontsize=8)
+        xs = [p[0] for p in pts]
+        if min(xs) > 0 and max(xs) / min(xs) > 10:  # a teacher beside its students: 10-100x apart
+            ax.set_xscale("log")
         ax.margins(x=0.25, y=0.2)
         labels = short_labels([r["run"] for r in have])
         for (x, y), label, dy in zip(pts, labels, _label_offsets(ax, pts, labels), strict=True):
@@ -93,7 +130,7 @@ def pareto_plot(rows: list[dict], path: Path, quality: str = "val_psnr") -> list
             va="center",
             transform=ax.transAxes,
         )
-    ax.set_xlabel("CPU latency at 256 px (ms, lower is better)")
+    ax.set_xlabel(AXES.get(latency, latency))
     ax.set_ylabel("validation PSNR (dB, higher is better)")
     ax.set_title("Quality vs latency")
     ax.grid(alpha=0.3)

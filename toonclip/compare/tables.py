@@ -43,8 +43,25 @@ COLUMNS = [
     ("train_time_s", "train time (s)"),
     ("train_img_per_s", "train img/s"),
     ("latency_ms_256", "CPU latency @256 (ms)"),
+    ("onnx_fp32_ms", "ORT fp32 @256 (ms)"),
+    ("onnx_int8_ms", "ORT int8 @256 (ms)"),
+    ("onnx_int8_fps", "ORT int8 fps"),
+    ("onnx_fp32_mb", "fp32 MB"),
+    ("onnx_int8_mb", "int8 MB"),
+    ("teacher_psnr", "teacher PSNR (dB)"),
+    ("vs_teacher_psnr", "vs teacher (dB)"),
     ("error", "error"),
 ]
+# Shown only when some run has them: ONNX figures (compare latency=onnx), distillation figures.
+OPTIONAL = (
+    "onnx_fp32_ms",
+    "onnx_int8_ms",
+    "onnx_int8_fps",
+    "onnx_fp32_mb",
+    "onnx_int8_mb",
+    "teacher_psnr",
+    "vs_teacher_psnr",
+)
 _FORMATS = {
     "params": lambda v: f"{v / 1e6:.2f}",
     "gflops_256": "{:.2f}".format,
@@ -60,6 +77,13 @@ _FORMATS = {
     "train_time_s": "{:.0f}".format,
     "train_img_per_s": "{:.1f}".format,
     "latency_ms_256": "{:.0f}".format,
+    "onnx_fp32_ms": "{:.1f}".format,
+    "onnx_int8_ms": "{:.1f}".format,
+    "onnx_int8_fps": "{:.0f}".format,
+    "onnx_fp32_mb": "{:.2f}".format,
+    "onnx_int8_mb": "{:.2f}".format,
+    "teacher_psnr": "{:.2f}".format,
+    "vs_teacher_psnr": "{:+.2f}".format,
 }
 # Shown as "-" when unknown: runs older than `toonclip eval` and summary "final"/"identity".
 EVAL_COLUMNS = ("eval_psnr", "eval_ssim", "identity_psnr", "gain_psnr", "gain_ssim", "eval_source")
@@ -70,6 +94,14 @@ class Cost:
     params: int | None = None
     gflops: float | None = None
     latency_ms: float | None = None
+    onnx: dict | None = None  # compare latency=onnx: see compare/onnx_cost.py
+
+
+def columns(rows: list[dict]) -> list[tuple[str, str]]:
+    """COLUMNS without the OPTIONAL ones no row has a value for."""
+    return [
+        (k, h) for k, h in COLUMNS if k not in OPTIONAL or any(r.get(k) is not None for r in rows)
+    ]
 
 
 def count_gflops(model: nn.Module, size: int = COST_SIZE) -> float:
@@ -130,6 +162,8 @@ def measure(model: nn.Module, latency_runs: int, threads: int) -> Cost:
 def row(run: Run, cost: Cost) -> dict:
     """The run's table row (raw values; None where unknown)."""
     best, s, ev = run.best, run.summary, run.evaluation
+    onnx = cost.onnx or {}
+    teacher = s.get("teacher") or {}
     return {
         "run": run.name,
         "arch": run.arch,
@@ -151,6 +185,13 @@ def row(run: Run, cost: Cost) -> dict:
         "train_time_s": s.get("train_time_s"),
         "train_img_per_s": s.get("train_img_per_s"),
         "latency_ms_256": cost.latency_ms,
+        **{
+            k: onnx.get(k) for k in ("onnx_fp32_ms", "onnx_int8_ms", "onnx_fp32_mb", "onnx_int8_mb")
+        },
+        "onnx_int8_fps": 1000 / onnx["onnx_int8_ms"] if onnx.get("onnx_int8_ms") else None,
+        # distillation: the teacher on the same val pairs, and how far below it (final figures)
+        "teacher_psnr": teacher.get("psnr"),
+        "vs_teacher_psnr": -teacher["drop_psnr"] if teacher.get("drop_psnr") is not None else None,
         "error": run.error if run.failed else None,
     }
 
@@ -167,17 +208,17 @@ def display(key: str, value) -> str:
 
 def write_csv(rows: list[dict], path: Path) -> None:
     with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=[k for k, _ in COLUMNS])
+        cols = columns(rows)
+        writer = csv.DictWriter(f, fieldnames=[k for k, _ in cols])
         writer.writeheader()
-        writer.writerows(
-            [{k: ("" if r.get(k) is None else r[k]) for k, _ in COLUMNS} for r in rows]
-        )
+        writer.writerows([{k: ("" if r.get(k) is None else r[k]) for k, _ in cols} for r in rows])
 
 
 def write_markdown(rows: list[dict], path: Path, note: str = "") -> None:
-    lines = ["| " + " | ".join(h for _, h in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    cols = columns(rows)
+    lines = ["| " + " | ".join(h for _, h in cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
-        cells = [display(k, r.get(k)).replace("|", "\\|") for k, _ in COLUMNS]
+        cells = [display(k, r.get(k)).replace("|", "\\|") for k, _ in cols]
         if len(cells[-1]) > 160:  # the error line; metrics.csv keeps all of it
             cells[-1] = cells[-1][:157] + "..."
         lines.append("| " + " | ".join(cells) + " |")

@@ -27,25 +27,70 @@ def _as_is(face: np.ndarray, cartoon: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 class PairDataset(Dataset):
     """Items: {"face", "cartoon"}: (3, size, size) uint8 tensors (RGB; views of HWC arrays);
-    "index": int. Batched by loading.collate_pairs.
+    "index": int; with `paired` given, also "paired": bool (False: an unpaired face whose
+    "cartoon" is the face itself, a placeholder only a teacher's output replaces; see distill).
+    Batched by loading.collate_pairs.
 
     Images stay uint8 until they reach the model's device (4x less to copy); the LightningModule
     converts them to float in [0, 1].
     """
 
-    def __init__(self, faces: np.ndarray, cartoons: np.ndarray, augment: PairAugment):
+    def __init__(
+        self,
+        faces: np.ndarray,
+        cartoons: np.ndarray,
+        augment: PairAugment,
+        paired: np.ndarray | None = None,
+    ):
         self.faces, self.cartoons, self.augment = faces, cartoons, augment
+        self.paired = paired
 
     def __len__(self) -> int:
         return len(self.faces)
 
     def __getitem__(self, i: int) -> dict:
         face, cartoon = self.augment(self.faces[i], self.cartoons[i])
-        return {
+        item = {
             "face": torch.from_numpy(np.ascontiguousarray(face)).permute(2, 0, 1),
             "cartoon": torch.from_numpy(np.ascontiguousarray(cartoon)).permute(2, 0, 1),
             "index": i,
         }
+        if self.paired is not None:
+            item["paired"] = bool(self.paired[i])
+        return item
+
+
+def unpaired_faces(
+    folder: str | Path, size: int, exclude: set[str], skip_bad: bool = False
+) -> np.ndarray:
+    """Decode every image in `folder` (not recursive) to a (N, size, size, 3) uint8 array of
+    centre squares, leaving out file stems in `exclude`. A file that cannot be decoded raises
+    DataError naming it, or is skipped with a warning when `skip_bad`."""
+    from toonclip.data.cache import decode_at
+    from toonclip.data.io import is_image_file
+    from toonclip.errors import DataError
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise DataError(f"data.extra_faces={folder} is not a folder; pass a folder of face images")
+    images, left_out = [], 0
+    for path in sorted(root.iterdir()):
+        if not is_image_file(path):
+            continue
+        if path.stem in exclude:
+            left_out += 1
+            continue
+        try:
+            images.append(decode_at(path, size)[0])
+        except DataError as exc:
+            if not skip_bad:
+                raise
+            log.warning("skipped (data.skip_bad): %s", exc)
+    if left_out:
+        log.warning("data.extra_faces: left out %d face(s) named like validation pairs", left_out)
+    if not images:
+        raise DataError(f"data.extra_faces={folder}: no usable images in it")
+    return np.stack(images)
 
 
 class PairDataModule(L.LightningDataModule):
@@ -54,6 +99,9 @@ class PairDataModule(L.LightningDataModule):
     `samples_per_epoch` (None: one pass over the train pairs) sets how many samples a train epoch
     draws (see EpochSampler); `persistent_workers` and `prefetch_factor` apply when
     `num_workers` > 0, and every worker runs OpenCV and torch on one thread (see worker_init).
+    `extra_faces`: a folder of unpaired faces added to the train set for distillation (items
+    with "paired": False); faces named like a validation pair are left out, so no val face is
+    ever trained on.
     """
 
     def __init__(
@@ -75,6 +123,7 @@ class PairDataModule(L.LightningDataModule):
         samples_per_epoch: int | None = None,
         persistent_workers: bool = True,
         prefetch_factor: int | None = 2,
+        extra_faces: str | None = None,
     ):
         super().__init__()
         from toonclip.errors import DataError
@@ -96,6 +145,8 @@ class PairDataModule(L.LightningDataModule):
             )
         self.samples_per_epoch = None if samples_per_epoch is None else int(samples_per_epoch)
         self.persistent_workers, self.prefetch_factor = bool(persistent_workers), prefetch_factor
+        self.extra_faces = extra_faces
+        self.n_extra = 0
         self.train_pairs: list[Pair] = []
         self.val_pairs: list[Pair] = []
         self.skipped: list[str] = []
@@ -117,16 +168,29 @@ class PairDataModule(L.LightningDataModule):
         ti = [index[p.stem] for p in self.train_pairs]
         vi = [index[p.stem] for p in self.val_pairs]
         tf, tc = faces[ti], cartoons[ti]
+        paired = None
+        if self.extra_faces:
+            val_stems = {p.stem for p in self.val_pairs}
+            extra = unpaired_faces(self.extra_faces, cache_size, val_stems, self.skip_bad)
+            self.n_extra = len(extra)
+            paired = np.array([True] * len(tf) + [False] * len(extra))
+            if len(extra):
+                tf, tc = np.concatenate([tf, extra]), np.concatenate([tc, extra])
         vf = np.stack([resize(faces[i], self.size) for i in vi])
         vc = np.stack([resize(cartoons[i], self.size) for i in vi])
         # augment.device=gpu: the loader serves the cached squares as they are, and the module
         # augments whole batches on its device (device_augment.py).
         on_device = self.augment_cfg.get("device", "cpu") == "gpu"
         train_aug = _as_is if on_device else PairAugment(self.size, self.augment_cfg, train=True)
-        self.train_set = PairDataset(tf, tc, train_aug)
+        self.train_set = PairDataset(tf, tc, train_aug, paired)
         self.val_set = PairDataset(vf, vc, PairAugment(self.size, self.augment_cfg, train=False))
         log.info(
-            "data: %d train / %d val pairs from %s at %d px", len(tf), len(vf), self.root, self.size
+            "data: %d train / %d val pairs from %s at %d px%s",
+            len(tf) - self.n_extra,
+            len(vf),
+            self.root,
+            self.size,
+            f", + {self.n_extra} unpaired faces from {self.extra_faces}" if self.n_extra else "",
         )
         self._ready = True
 

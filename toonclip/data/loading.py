@@ -46,7 +46,8 @@ class EpochSampler(Sampler[int]):
 
 def collate_pairs(items: list[dict]) -> dict[str, torch.Tensor]:
     """Batch PairDataset items: "face", "cartoon" (N, 3, H, W) uint8 in channels-last memory
-    (NHWC, as the images were decoded), "index" (N,) int64.
+    (NHWC, as the images were decoded), "index" (N,) int64, and "paired" (N,) bool when the
+    items carry it (distillation with unpaired faces).
 
     Stacked with numpy, on one thread: the items are (3, H, W) views of HWC images, and
     torch.stack copies them with all intra-op threads. Measured on a busy 2-core machine, 16 at
@@ -58,6 +59,8 @@ def collate_pairs(items: list[dict]) -> dict[str, torch.Tensor]:
         k: torch.from_numpy(np.stack([it[k].numpy() for it in items])) for k in ("face", "cartoon")
     }
     batch["index"] = torch.tensor([int(it["index"]) for it in items])
+    if "paired" in items[0]:
+        batch["paired"] = torch.tensor([bool(it["paired"]) for it in items])
     return batch
 
 

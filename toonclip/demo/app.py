@@ -1,8 +1,10 @@
 """`toonclip demo MODEL... [port=7860] [host=127.0.0.1]`: a Gradio app to try models on faces.
 
 Upload a photo or take a webcam snapshot, pick a model, blend photo and cartoon with the
-strength slider, optionally stylise only the detected faces. Local by default (127.0.0.1, no
-share link, analytics off, server-side rendering off so no Node process, bundled fonts only).
+strength slider, optionally stylise only the detected faces, or only the person or only the
+background (`region`; the person mask comes from `mask=auto|grabcut|FILE.onnx`, see
+`toonclip.stylize.masks`). Local by default (127.0.0.1, no share link, analytics off,
+server-side rendering off so no Node process, bundled fonts only).
 Bad uploads get a message, never a stack trace: files over `max_mb` are refused by the upload
 endpoint, non-images and images over `max_side` pixels by the handler.
 """
@@ -22,14 +24,15 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 log = logging.getLogger(__name__)
 
-OPTIONS = ("host", "port", "max_mb", "max_side", "mode", "detector", "threads")
+OPTIONS = ("host", "port", "max_mb", "max_side", "mode", "detector", "mask", "threads")
 
 
 class Demo:
     """The demo's logic, without any UI: testable directly.
 
-    models: {display name: LoadedModel}. `run(path, name, strength, faces)` returns the cartoon as
-    (H, W, 3) uint8, or raises ToonclipError with a message for the user.
+    models: {display name: LoadedModel}. `run(path, name, strength, faces, region)` returns the
+    cartoon as (H, W, 3) uint8, or raises ToonclipError with a message for the user. mask: the
+    person mask source for region=person|background (auto | grabcut | FILE.onnx).
     """
 
     def __init__(
@@ -39,22 +42,41 @@ class Demo:
         max_side: int = 4096,
         mode: str = "resize",
         detector: str | None = None,
+        mask: str = "auto",
+        threads: int | None = None,
     ):
+        from toonclip.stylize.masks import make_masker
+
         if not models:
             raise ConfigError("usage: toonclip demo MODEL... (a checkpoint, run folder or .onnx)")
         self.models, self.max_mb, self.max_side = models, float(max_mb), int(max_side)
         self.mode, self.detector = mode, detector
         self._cache: dict = {}
+        # one masker for every model, made now: a bad mask file fails at start, not on a click
+        self.masker = make_masker(mask, detector, threads=threads)
 
-    def transform(self, name: str, faces: bool):
+    def transform(self, name: str, faces: bool, region: str = "all"):
         from toonclip.stylize.cli import build_transform
+        from toonclip.stylize.regions import REGIONS
 
-        key = (name, faces)
-        if key not in self._cache:  # FaceDetector/Stylizer set-up once per model and mode
+        if region not in REGIONS:
+            raise ToonclipError(f"unknown region '{region}'; pick one of {', '.join(REGIONS)}")
+        if faces and region != "all":
+            raise ToonclipError(
+                f"'faces only' and region '{region}' do not combine: untick faces only, or pick "
+                "region all"
+            )
+        key = (name, faces, region)
+        if key not in self._cache:  # detector/masker/Stylizer set-up once per model and mode
             if name not in self.models:
                 raise ToonclipError(f"unknown model '{name}'; pick one of {', '.join(self.models)}")
             self._cache[key] = build_transform(
-                self.models[name], self.mode, faces=faces, detector=self.detector
+                self.models[name],
+                self.mode,
+                faces=faces,
+                detector=self.detector,
+                region=region,
+                mask=self.masker,
             )
         return self._cache[key]
 
@@ -93,13 +115,22 @@ class Demo:
             )
         return image
 
-    def run(self, path: str | None, name: str, strength: float = 1.0, faces: bool = False):
+    def run(
+        self,
+        path: str | None,
+        name: str,
+        strength: float = 1.0,
+        faces: bool = False,
+        region: str = "all",
+    ):
         from toonclip.stylize.faces import blend
 
         image = self.load(path)
-        fn = self.transform(name, bool(faces))
-        if faces:
-            fn.strength = float(strength)  # FaceStylizer blends inside its feathered mask
+        region = region or "all"
+        fn = self.transform(name, bool(faces), region)
+        if faces or region != "all":
+            # FaceStylizer / RegionStylizer blend inside their feathered masks
+            fn.strength = float(strength)
             return fn(image)
         return blend(image, fn(image), strength)
 
@@ -108,9 +139,11 @@ def build_app(demo: Demo):
     """The Gradio Blocks UI around a Demo."""
     import gradio as gr
 
-    def on_click(path, name, strength, faces):
+    from toonclip.stylize.regions import REGIONS
+
+    def on_click(path, name, strength, faces, region):
         try:
-            return demo.run(path, name, strength, faces)
+            return demo.run(path, name, strength, faces, region)
         except ToonclipError as exc:
             raise gr.Error(str(exc)) from exc
 
@@ -138,8 +171,14 @@ def build_app(demo: Demo):
             model = gr.Dropdown(names, value=names[0], label="Model")
             strength = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="Strength (photo → cartoon)")
             faces = gr.Checkbox(value=False, label="Faces only (detect, stylise, paste back)")
+            region = gr.Radio(
+                list(REGIONS),
+                value="all",
+                label="Region (person mask: stylise only the person, or only the background)",
+                elem_id="region",
+            )
         button = gr.Button("Stylize", variant="primary", elem_id="stylize")
-        button.click(on_click, [photo, model, strength, faces], cartoon)
+        button.click(on_click, [photo, model, strength, faces, region], cartoon)
         _friendly_decode_errors(photo, gr)
     return app
 
@@ -200,6 +239,8 @@ def cli(argv: list[str]) -> int:
         int(opts.get("max_side", 4096)),
         opts.get("mode", "resize"),
         opts.get("detector"),
+        opts.get("mask", "auto"),
+        threads,
     )
     host = opts.get("host", "127.0.0.1")
     if host not in ("127.0.0.1", "localhost"):

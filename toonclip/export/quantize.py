@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 from pathlib import Path
@@ -96,7 +97,7 @@ def to_int8(src: str | Path, dst: str | Path, faces: torch.Tensor, baked: bool =
             item = next(self.items, None)
             return None if item is None else {input_name: item}
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, _quiet_axis_warnings():
         pre = Path(tmp) / "pre.onnx"
         # shape inference + graph fusions first, as onnxruntime recommends for static quantisation
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
@@ -116,6 +117,24 @@ def to_int8(src: str | Path, dst: str | Path, faces: torch.Tensor, baked: bool =
     _copy_meta(model, precision="int8", source=onnx.load(str(src), load_external_data=False))
     onnx.save(model, str(dst))
     return Path(dst)
+
+
+class _AxisWarnings(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "is out-of-range for weight" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_axis_warnings():
+    """per_channel=True asks for axis-1 scales on every weight; on 1-D ones (biases, the
+    squeeze-excite vectors of MobileNetV3) ORT falls back to per-tensor and logs a root-logger
+    warning per tensor, dozens per export, none of them actionable."""
+    flt = _AxisWarnings()
+    logging.getLogger().addFilter(flt)
+    try:
+        yield
+    finally:
+        logging.getLogger().removeFilter(flt)
 
 
 def _copy_meta(model, precision: str, source=None) -> None:

@@ -42,6 +42,18 @@ ALIASES = {
     "deeplabv3+": "deeplabv3plus",
 }
 
+# smp's default decoder widths; model.decoder_width scales them (smaller students, issue 11).
+DECODER_WIDTHS: dict[str, dict[str, int | tuple[int, ...]]] = {
+    "unetplusplus": {"decoder_channels": (256, 128, 64, 32, 16)},
+    "unet": {"decoder_channels": (256, 128, 64, 32, 16)},
+    "manet": {"decoder_channels": (256, 128, 64, 32, 16)},
+    "fpn": {"decoder_pyramid_channels": 256, "decoder_segmentation_channels": 128},
+    "pan": {"decoder_channels": 32},
+    "deeplabv3": {"decoder_channels": 256},
+    "deeplabv3plus": {"decoder_channels": 256},
+    "upernet": {"decoder_channels": 256},
+}
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -131,11 +143,37 @@ def _unknown(option: str, name: str, valid: list[str]) -> str:
     return f"unknown {option} '{name}'{hint}. Valid: {', '.join(shown)}"
 
 
+def decoder_kwargs(arch: str, width: float) -> dict:
+    """smp decoder arguments for a width multiplier: every decoder channel count times `width`,
+    rounded, at least 4 (and a multiple of 4 where the default is one: grouped kernels like them).
+    """
+    width = float(width)
+    if width == 1.0:
+        return {}
+    if not 0.0 < width <= 4.0:
+        raise ConfigError(f"model.decoder_width={width:g}: use a multiplier in (0, 4], e.g. 0.25")
+    if arch not in DECODER_WIDTHS:
+        valid = ", ".join(DECODER_WIDTHS)
+        raise ConfigError(
+            f"model.decoder_width={width:g}: model.arch={arch} has no decoder width to scale "
+            f"(its decoder follows the encoder's channels); use model.decoder_width=1 or one of {valid}"
+        )
+
+    def scale(c: int) -> int:
+        return max(4, int(round(c * width / 4)) * 4)
+
+    return {
+        key: tuple(scale(c) for c in value) if isinstance(value, tuple) else scale(value)
+        for key, value in DECODER_WIDTHS[arch].items()
+    }
+
+
 def build_generator(
     arch: str = "unetplusplus",
     encoder: str = "mobilenetv3_large_100",
     weights: str = "auto",
     residual: bool = False,
+    decoder_width: float = 1.0,
     **smp_kwargs,
 ) -> Generator:
     """Build the generator with a 3-channel head.
@@ -145,13 +183,15 @@ def build_generator(
         encoder: Flash backbone (timm) name, smp encoder name, or `tu-<timm name>`.
         weights: encoder weights policy: auto | imagenet | none | path to a file.
         residual: output the face plus the network's output (see Generator).
+        decoder_width: multiplier of smp's default decoder channels (0.25: a quarter as wide).
         smp_kwargs: passed to the smp class (decoder_channels, ...).
     """
     arch_key = resolve_arch(arch)
     smp_encoder = resolve_encoder(encoder)
     policy = W.parse_policy(weights, "model.weights")
     cls = ARCHITECTURES[arch_key]
-    kwargs = dict(encoder_name=smp_encoder, in_channels=3, classes=3, activation=None, **smp_kwargs)
+    kwargs = dict(encoder_name=smp_encoder, in_channels=3, classes=3, activation=None)
+    kwargs.update(decoder_kwargs(arch_key, decoder_width), **smp_kwargs)
 
     def make(encoder_weights):
         try:
@@ -184,6 +224,7 @@ def generator_from_config(model_cfg, weights: str | None = None) -> Generator:
         model_cfg.encoder,
         weights=model_cfg.get("weights", "auto") if weights is None else weights,
         residual=bool(model_cfg.get("residual", False)),
+        decoder_width=float(model_cfg.get("decoder_width", 1.0)),
     )
 
 

@@ -4,6 +4,8 @@ MODEL is a checkpoint, a run folder, or an exported `.onnx` (or `.tflite`) file.
 size come back at their own size: `mode=resize` (default) runs the network at its training size
 and resizes back; `mode=native` reflect-pads to a multiple of 32 and crops back (see
 `toonclip.inference`). `faces=true` stylises each detected face instead of the whole picture.
+`region=person|background [mask=auto|grabcut|FILE.onnx]` stylises only the person or only the
+background (see `toonclip.stylize.regions`); there `feather` is the seam's width in pixels.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ OPTIONS = (
     "mode",
     "size",
     "faces",
+    "region",
+    "mask",
     "detector",
     "margin",
     "feather",
@@ -38,13 +42,35 @@ def build_transform(
     faces=False,
     detector=None,
     margin=0.4,
-    feather=0.25,
+    feather=None,
     strength=1.0,
     video=False,
+    region="all",
+    mask="auto",
+    threads=None,
 ):
-    """The (H, W, 3) uint8 -> (H, W, 3) uint8 callable for a loaded model and options."""
+    """The (H, W, 3) uint8 -> (H, W, 3) uint8 callable for a loaded model and options.
+
+    feather: with faces=true, the soft edge as a fraction of the face radius (0.01-1, default
+    0.25); with region=person|background, the seam's half-width in pixels (default 8).
+    threads: for a mask .onnx.
+    """
     from toonclip.export.runtime import make_stylizer
     from toonclip.stylize.faces import BoxSmoother, FaceDetector, FaceStylizer, blend
+
+    if region != "all":
+        from toonclip.stylize.masks import make_masker
+        from toonclip.stylize.regions import MaskSmoother, RegionStylizer
+
+        masker = make_masker(mask, detector, video, threads)
+        return RegionStylizer(
+            make_stylizer(model, mode, size),
+            masker,
+            region,
+            8.0 if feather is None else feather,
+            strength,
+            MaskSmoother() if video else None,
+        )
 
     if faces:
         # crops are stylised at the model's own scale, whatever mode= says for whole frames
@@ -53,7 +79,7 @@ def build_transform(
             crop,
             FaceDetector(detector),
             margin,
-            feather,
+            0.25 if feather is None else feather,
             strength,
             BoxSmoother() if video else None,
         )
@@ -69,14 +95,44 @@ def _flag(opts: dict, key: str, default: bool) -> bool:
     return parse_bool(key, opts[key]) if key in opts else default
 
 
-def _float(opts: dict, key: str, default: float, lo: float, hi: float) -> float:
+def _float(opts: dict, key: str, default: float, lo: float, hi: float, unit: str = "") -> float:
     try:
         value = float(opts.get(key, default))
     except ValueError as exc:
         raise ConfigError(f"{key}={opts[key]}: expected a number") from exc
     if not lo <= value <= hi:
-        raise ConfigError(f"{key}={value:g}: must be between {lo:g} and {hi:g}")
+        raise ConfigError(f"{key}={value:g}: must be between {lo:g} and {hi:g}{unit}")
     return value
+
+
+def _region(opts: dict, faces: bool) -> tuple[str, float]:
+    """region= and the feather that goes with it (px with a region, a fraction with faces)."""
+    from toonclip.stylize.regions import REGIONS
+
+    region = opts.get("region", "all")
+    if region not in REGIONS:
+        raise ConfigError(f"region={region}: use region=all, region=person or region=background")
+    if region == "all":
+        if "mask" in opts:
+            raise ConfigError(f"mask={opts['mask']} needs region=person or region=background")
+        return region, _float(opts, "feather", 0.25, 0.01, 1.0, " (a fraction of the face)")
+    if faces:
+        raise ConfigError(
+            f"faces=true and region={region} do not combine (faces=true stylises face crops); "
+            "drop one of them"
+        )
+    return region, _float(opts, "feather", 8.0, 0.0, 256.0, " px with region=")
+
+
+def region_note(fn, unit: str = "image(s)") -> str:
+    """' (region=..., mask: ...)' for the closing line, '' without a region."""
+    from toonclip.stylize.regions import RegionStylizer
+
+    if not isinstance(fn, RegionStylizer):
+        return ""
+    missed = getattr(fn.masker, "no_face", 0)
+    extra = f"; no face in {missed} {unit}: centred seed" if missed else ""
+    return f" (region={fn.region}, mask: {fn.source}{extra})"
 
 
 def default_output(src: Path, kind: str) -> Path:
@@ -114,6 +170,7 @@ def cli(argv: list[str]) -> int:
     if mode not in ("resize", "native"):
         raise ConfigError(f"mode={mode}: use mode=resize or mode=native")
     faces, progress = _flag(opts, "faces", False), _flag(opts, "progress", True)
+    region, feather = _region(opts, faces)
     threads = int(opts["threads"]) if "threads" in opts else None
     model = load_model(positionals[0], threads)
     fn = build_transform(
@@ -123,9 +180,12 @@ def cli(argv: list[str]) -> int:
         faces,
         opts.get("detector"),
         _float(opts, "margin", 0.4, 0.0, 2.0),
-        _float(opts, "feather", 0.25, 0.01, 1.0),
+        feather,
         _float(opts, "strength", 1.0, 0.0, 1.0),
         video=kind == "video",
+        region=region,
+        mask=opts.get("mask", "auto"),
+        threads=threads,
     )
     dst = Path(opts.get("output") or default_output(src, kind))
     if kind == "folder":
@@ -133,6 +193,7 @@ def cli(argv: list[str]) -> int:
         print(
             f"wrote {result['written']} images to {dst}"
             + (f"; {len(result['failed'])} unreadable, skipped" if result["failed"] else "")
+            + region_note(fn)
         )
         if result["failed"]:  # exit 1 on a partial failure, as predict does
             names = ", ".join(Path(f).name for f in result["failed"][:5])
@@ -147,11 +208,12 @@ def cli(argv: list[str]) -> int:
         print(
             f"wrote {dst}: {info['frames']} frames at {info['fps']:.3g} fps, "
             f"{info['size'][0]}x{info['size'][1]}, audio {'kept' if info['audio'] else 'none'}"
+            + region_note(fn, "frame(s)")
         )
         return 0
     if dst.is_dir() or not dst.suffix:
         dst = dst / src.name
     stylize_image(fn, src, dst)
-    note = f" ({fn.last_count} face(s))" if faces else ""
+    note = f" ({fn.last_count} face(s))" if faces else region_note(fn)
     print(f"wrote {dst}{note}")
     return 0

@@ -15,7 +15,8 @@ from toonclip.visual import make_grid, save_png, to_uint8
 
 class ValidationGrid(L.Callback):
     """After every validation, saves grids/step_XXXXXX.png: rows are the same fixed validation
-    faces (face | prediction | target); also grids/latest.png and a TensorBoard image."""
+    faces (face | prediction | target, or the module's own `grid_columns`, e.g. face | teacher |
+    student | target when distilling); also grids/latest.png and a TensorBoard image."""
 
     def __init__(self, out_dir: str | Path, n_samples: int = 6, tile: int = 128):
         self.out_dir = Path(out_dir)
@@ -30,15 +31,16 @@ class ValidationGrid(L.Callback):
         batch = pl_module.on_after_batch_transfer(
             {k: v.to(pl_module.device) for k, v in self._batch.items()}, 0
         )
-        with torch.no_grad():
-            pred = pl_module(batch["face"])
-        faces, preds, targets = (to_uint8(t) for t in (batch["face"], pred, batch["cartoon"]))
-        rows = [[faces[i], preds[i], targets[i]] for i in range(len(faces))]
-        grid = make_grid(
-            rows,
-            headers=["face", f"prediction\nstep {trainer.global_step}", "target"],
-            tile=self.tile,
-        )
+        columns = pl_module.grid_columns(batch)
+        images = [to_uint8(t) for _, t in columns]
+        rows = [[col[i] for col in images] for i in range(len(images[0]))]
+        # The trained model's column says which step drew it.
+        step = trainer.global_step
+        headers = [
+            f"{name}\nstep {step}" if name in ("prediction", "student") else name
+            for name, _ in columns
+        ]
+        grid = make_grid(rows, headers=headers, tile=self.tile)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         path = self.out_dir / f"step_{trainer.global_step:06d}.png"
         save_png(grid, path)

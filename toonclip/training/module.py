@@ -1,4 +1,4 @@
-"""The LightningModule: generator + perceptual/style loss, metrics, optimiser from config."""
+"""The LightningModule: generator + loss (+ optional discriminator), metrics, optimisers."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMe
 
 from toonclip.data.device_augment import BatchPairAugment
 from toonclip.errors import ToonclipError
+from toonclip.losses.adversarial import PatchDiscriminator
+from toonclip.losses.temporal import shift_consistency
 from toonclip.models import generator_from_config
+from toonclip.training import adversarial as A
 
 
 class NonFiniteLossError(ToonclipError):
@@ -23,6 +26,10 @@ class ToonModule(L.LightningModule):
     Batches hold "face" and "cartoon" as (N, 3, H, W) uint8; they are converted to float [0, 1]
     on the device (see on_after_batch_transfer). The whole resolved config is saved in the
     checkpoint's hyper_parameters["cfg"], which is how `toonclip.inference` rebuilds the network.
+
+    With `adversarial.weight > 0` it also holds `discriminator` (losses/adversarial.py) and trains
+    both by manual optimisation (training/adversarial.py); the checkpoint then carries the
+    discriminator and both optimiser states for a resume, and inference reads only `generator.`.
     """
 
     def __init__(self, cfg: DictConfig | dict):
@@ -43,6 +50,22 @@ class ToonModule(L.LightningModule):
         self.device_augment = (
             BatchPairAugment(cfg.data.size, augment) if augment.get("device") == "gpu" else None
         )
+        temporal = cfg.get("temporal") or {}
+        self.temporal_weight = float(temporal.get("weight", 0.0))
+        self.temporal_shift = float(temporal.get("max_shift", 4.0))
+        adv = cfg.get("adversarial") or {}
+        self.adv_weight = float(adv.get("weight", 0.0) or 0.0)
+        self.discriminator = None  # weight 0: nothing is built, automatic optimisation as ever
+        if self.adv_weight > 0:
+            self.discriminator = PatchDiscriminator(
+                6, int(adv.get("ndf", 32)), int(adv.get("n_layers", 3))
+            )
+            self.adv_loss = str(adv.get("loss", "lsgan"))
+            self.adv_start_step = int(adv.get("start_step", 0))
+            # Two optimisers: stepped by hand (training/adversarial.py), clipping included.
+            self.automatic_optimization = False
+            self.clip_value = float(cfg.trainer.get("gradient_clip_val") or 0.0)
+            self.clip_algorithm = cfg.trainer.get("gradient_clip_algorithm")
 
     def configure_model(self) -> None:
         if self._channels_last:
@@ -76,14 +99,32 @@ class ToonModule(L.LightningModule):
         for name, value in parts.items():
             self.log(f"{stage}/{name}", value, sync_dist=not on_step, **kwargs)
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+    def objective(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """(prediction, total loss, named parts) of one training batch; the distillation module
+        replaces the targets, the temporal term is added for both."""
         pred = self.generator(batch["face"])
         total, parts = self.loss(pred, batch["cartoon"])
-        if self._should_check_finite(batch_idx) and not torch.isfinite(total):
-            raise NonFiniteLossError(
-                f"loss became {total.item()} at step {self.global_step}; "
-                "lower optim.optimizer.lr, try trainer.precision=32-true, or check the data"
-            )
+        return pred, total, parts
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        pred, total, parts = self.objective(batch)
+        if self.temporal_weight > 0:
+            term = shift_consistency(self.generator, batch["face"], pred, self.temporal_shift)
+            total = total + self.temporal_weight * term
+            parts = {**parts, "temporal": term.detach()}
+        checking = self._should_check_finite(batch_idx)
+
+        def check(loss: torch.Tensor, name: str) -> None:
+            if checking and not torch.isfinite(loss):
+                raise NonFiniteLossError(
+                    f"{name} became {loss.item()} at step {self.global_step}; "
+                    "lower optim.optimizer.lr, try trainer.precision=32-true, or check the data"
+                )
+
+        if self.discriminator is not None:
+            total, parts = A.adversarial_step(self, batch, pred, total, parts, check)
+        else:
+            check(total, "loss")
         self._log_parts("train", total, parts, batch["face"].shape[0])
         return total
 
@@ -117,15 +158,35 @@ class ToonModule(L.LightningModule):
         self.log("val/identity_psnr", self.identity_psnr, batch_size=n)
         self.log("val/identity_ssim", self.identity_ssim, batch_size=n)
         self.log("val/identity_l1", l1(face, target), batch_size=n, sync_dist=True)
+        self.validation_extra(batch, pred)
+
+    def validation_extra(self, batch: dict, pred: torch.Tensor) -> None:
+        """More validation metrics of a subclass; pred: the clamped (N, 3, H, W) prediction."""
+
+    @torch.no_grad()
+    def grid_columns(self, batch: dict) -> list[tuple[str, torch.Tensor]]:
+        """Columns of the validation grid, (header, (N, 3, H, W) float) each, left to right."""
+        return [
+            ("face", batch["face"]),
+            ("prediction", self(batch["face"])),
+            ("target", batch["cartoon"]),
+        ]
 
     def configure_optimizers(self):
+        """The generator's optimiser (+ scheduler); with the adversarial term, the
+        discriminator's Adam second (training/adversarial.py steps both)."""
         optimizer = instantiate(self.cfg.optim.optimizer)(self.generator.parameters())
-        if not self.cfg.optim.get("scheduler"):
-            return optimizer
-        scheduler = instantiate(self.cfg.optim.scheduler)(
-            optimizer, total_steps=self.trainer.estimated_stepping_batches
-        )
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
-        }
+        config = {"optimizer": optimizer}
+        if self.cfg.optim.get("scheduler"):
+            scheduler = instantiate(self.cfg.optim.scheduler)(
+                optimizer, total_steps=self.trainer.estimated_stepping_batches
+            )
+            config["lr_scheduler"] = {"scheduler": scheduler, "interval": "step"}
+        if self.discriminator is not None:
+            d_optimizer = A.discriminator_optimizer(self.discriminator, self.cfg.adversarial)
+            return [config, {"optimizer": d_optimizer}]
+        return config if "lr_scheduler" in config else optimizer
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        if not self.automatic_optimization:
+            A.clip_generator(self, optimizer)

@@ -28,8 +28,9 @@ from toonclip.cli import split_args
 from toonclip.config import compose, to_yaml
 from toonclip.data.datamodule import PairDataModule
 from toonclip.data.pairs import find_pairs
+from toonclip.distill.module import DistillModule
 from toonclip.errors import ConfigError
-from toonclip.models import build_generator, resolve_arch, resolve_encoder
+from toonclip.models import generator_from_config, resolve_arch, resolve_encoder
 from toonclip.training import distributed as D
 from toonclip.training import metrics_merge
 from toonclip.training import summary as S
@@ -66,6 +67,7 @@ def cli(argv: list[str]) -> int:
         raise ConfigError(
             f"unexpected argument '{positionals[0]}': options are key=value, e.g. data.size=128"
         )
+    argv = teacher_defaults(argv)
     cfg, run_dir, ckpt = prepare(argv)
     try:
         train(cfg, run_dir, ckpt_path=ckpt, overrides=argv)
@@ -82,8 +84,27 @@ def cli(argv: list[str]) -> int:
     return 0
 
 
+def teacher_defaults(argv: list[str]) -> list[str]:
+    """For a distillation run, the teacher's data.root and data.size unless given: the student
+    learns the teacher's cartoons at the scale the teacher drew them."""
+    keys = {a.split("=", 1)[0].lstrip("+~") for a in argv if "=" in a}
+    teacher = next((a.split("=", 1)[1] for a in argv if a.startswith("distill.teacher=")), None)
+    if not teacher or keys & {"resume"} or not Path(teacher).exists():
+        return argv  # no teacher, a resume (its saved overrides hold them), or _check says why
+    from toonclip.distill.teacher import teacher_config
+
+    tcfg = teacher_config(teacher)
+    extra = [f"data.{k}={tcfg.data[k]}" for k in ("root", "size") if f"data.{k}" not in keys]
+    return extra + list(argv)
+
+
 def _run_name(cfg: DictConfig) -> str:
     name = f"{cfg.model.arch}__{cfg.model.encoder}"
+    width = float(cfg.model.get("decoder_width", 1.0))
+    if width != 1.0:
+        name += f"__w{width:g}"
+    if cfg.get("distill"):
+        name += "__distill"
     return re.sub(r"[^A-Za-z0-9_.+-]", "-", name)
 
 
@@ -127,9 +148,9 @@ def prepare(overrides: list[str]) -> tuple[DictConfig, Path, Path | None]:
 
 def _check(cfg: DictConfig) -> None:
     V.check_train_values(cfg)
-    arch, encoder = resolve_arch(cfg.model.arch), resolve_encoder(cfg.model.encoder)
+    resolve_arch(cfg.model.arch), resolve_encoder(cfg.model.encoder)
     # A pair smp rejects fails here (one line from the factory), before any data is decoded.
-    build_generator(arch, encoder, weights="none")
+    generator_from_config(cfg.model, weights="none")
     find_pairs(cfg.data.root, cfg.data.faces_dir, cfg.data.cartoons_dir)
 
 
@@ -138,6 +159,11 @@ def trainer_kwargs(cfg: DictConfig) -> dict:
     every = kwargs.pop("val_every_n_steps")
     for key in OWN_TRAINER_KEYS[1:]:
         kwargs.pop(key, None)
+    if OmegaConf.select(cfg, "adversarial.weight", default=0):
+        # Manual optimisation, where Lightning refuses Trainer(gradient_clip_val): the module
+        # clips the generator by the same config values itself (training/adversarial.py).
+        for key in ("gradient_clip_val", "gradient_clip_algorithm"):
+            kwargs.pop(key, None)
     if kwargs.get("max_steps", -1) and kwargs["max_steps"] > 0:
         # Validate on a step count that ignores epoch boundaries (tiny data sets have tiny epochs).
         kwargs["val_check_interval"] = max(1, min(int(every), int(kwargs["max_steps"])))
@@ -236,7 +262,7 @@ def train(cfg: DictConfig, run_dir: Path, ckpt_path: Path | None = None, overrid
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         datamodule = PairDataModule(**cfg.data)
         datamodule.setup("fit")
-        module = ToonModule(cfg)
+        module = DistillModule(cfg) if cfg.get("distill") else ToonModule(cfg)
         if lead:
             datamodule.write_val_files(run_dir / "val_files.txt")
             summary.update(S.model_record(module, cfg), skipped_pairs=datamodule.skipped)
@@ -267,7 +293,8 @@ def train(cfg: DictConfig, run_dir: Path, ckpt_path: Path | None = None, overrid
             if lead:
                 metrics_merge.merge_back(run_dir)
         if trainer.global_step > floor or ckpt_path is None:
-            trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")  # all ranks: a barrier
+            # every rank (a barrier); weights_only=False: a full, resumable checkpoint
+            trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
         if trainer.interrupted:
             raise KeyboardInterrupt
         if lead:

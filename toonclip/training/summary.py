@@ -188,7 +188,14 @@ def final_and_identity(metrics_csv: Path) -> dict:
         else None
         for name, key in (("psnr", "val/psnr"), ("ssim", "val/ssim"))
     }
-    return {"final": final, "identity": identity, "gain": gain}
+    out = {"final": final, "identity": identity, "gain": gain}
+    if last.get("val/teacher_psnr") not in ("", None):  # a distillation run
+        teacher = {k: round(float(last[f"val/teacher_{k}"]), 4) for k in ("psnr", "ssim")}
+        teacher["drop_psnr"] = (
+            round(teacher["psnr"] - final["val/psnr"], 4) if final["val/psnr"] is not None else None
+        )
+        out["teacher"] = teacher
+    return out
 
 
 def speed(throughput, world_size: int, fit_wall_s: float | None) -> dict:
@@ -224,7 +231,13 @@ def result_lines(summary: dict) -> str:
         f"  identity: {metrics(ident)} (the face itself as the prediction)\n"
         f"  gain:     PSNR {signed(gain.get('psnr'), ' dB')}, SSIM {signed(gain.get('ssim'), '')}"
         " (final minus identity)\n"
-        f"  speed:    {summary.get('train_img_per_s')} img/s in training steps, "
+        + (
+            f"  teacher:  val/psnr {teacher['psnr']}  val/ssim {teacher['ssim']} (student minus "
+            f"teacher: {signed(-teacher['drop_psnr'] if teacher['drop_psnr'] is not None else None, ' dB')})\n"
+            if (teacher := summary.get("teacher"))
+            else ""
+        )
+        + f"  speed:    {summary.get('train_img_per_s')} img/s in training steps, "
         f"{summary.get('effective_img_per_s')} img/s effective ({summary.get('images_trained')}"
         f" images in {summary.get('fit_wall_s')} s of fit)\n"
         f"  weights:  {run / 'checkpoints' / 'best.ckpt'}"

@@ -11,6 +11,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from toonclip.errors import ConfigError
+from toonclip.losses.adversarial import GAN_LOSSES, patch_map_size
 from toonclip.models import weights as W
 
 # lightning.fabric.connector._PRECISION_INPUT_STR (the values Trainer(precision=...) accepts).
@@ -98,6 +99,84 @@ def check_train_values(cfg: DictConfig) -> None:
         isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 <= decay < 1
     ):
         raise ConfigError(f"ema.decay={decay}: use a number in [0, 1), e.g. 0.99, or null (off)")
+    if OmegaConf.select(cfg, "model.decoder_width") is not None:
+        _positive(cfg, "model.decoder_width", "(a multiplier of decoder channels, e.g. 0.25)")
+    weight = OmegaConf.select(cfg, "temporal.weight", default=0)
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
+        raise ConfigError(f"temporal.weight={weight}: use a number >= 0 (0 turns the term off)")
+    if weight:
+        _positive(cfg, "temporal.max_shift", "(pixels, e.g. temporal.max_shift=4)")
+    check_adversarial(cfg)
+    check_distill(cfg)
+
+
+def check_adversarial(cfg: DictConfig) -> None:
+    """The optional discriminator's options; none but the weight matter while it is 0 (off)."""
+    weight = OmegaConf.select(cfg, "adversarial.weight", default=0)
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
+        raise ConfigError(
+            f"adversarial.weight={weight}: use a number >= 0, e.g. 0.05 (0 turns the term off)"
+        )
+    if not weight:
+        return
+    if cfg.get("distill"):
+        raise ConfigError(
+            f"adversarial.weight={weight} with distillation: not supported (the student learns "
+            "the teacher's outputs, the discriminator would judge them against real cartoons); "
+            "use adversarial.weight=0, or train the teacher with the term"
+        )
+    _positive(cfg, "adversarial.lr", "(the discriminator's Adam, e.g. adversarial.lr=2e-4)")
+    kind = OmegaConf.select(cfg, "adversarial.loss", default="lsgan")
+    if kind not in GAN_LOSSES:
+        raise ConfigError(f"adversarial.loss={kind}: use one of {', '.join(GAN_LOSSES)}")
+    _int(cfg, "adversarial.ndf", 1, "(the first layer's width, e.g. adversarial.ndf=32)")
+    layers = _int(cfg, "adversarial.n_layers", 1, "(strided convs, e.g. adversarial.n_layers=3)")
+    _int(cfg, "adversarial.start_step", 0, "(0: from the first step)")
+    betas = OmegaConf.select(cfg, "adversarial.betas", default=[0.5, 0.999])
+    if not (
+        OmegaConf.is_list(betas)
+        and len(betas) == 2
+        and all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas)
+    ):
+        raise ConfigError(f"adversarial.betas={betas}: use two numbers in [0, 1), e.g. [0.5,0.999]")
+    size = int(cfg.data.size)
+    if patch_map_size(size, layers) < 1:
+        most = max(n for n in range(1, 8) if patch_map_size(size, n) >= 1)
+        raise ConfigError(
+            f"adversarial.n_layers={layers} with data.size={size}: the discriminator's patch "
+            f"map would be empty; use adversarial.n_layers<={most}"
+        )
+
+
+def check_distill(cfg: DictConfig) -> None:
+    """The teacher exists and the weights make sense; unpaired faces only when distilling."""
+    extra = OmegaConf.select(cfg, "data.extra_faces", default=None)
+    distill = cfg.get("distill")
+    if not distill:
+        if extra:
+            raise ConfigError(
+                f"data.extra_faces={extra}: unpaired faces have no target outside distillation; "
+                "use toonclip distill teacher=RUN data.extra_faces=DIR, or drop the option"
+            )
+        return
+    teacher = distill.get("teacher")
+    if not teacher:
+        raise ConfigError("distill needs a teacher: add teacher=RUN_DIR (or a .ckpt file)")
+    if not Path(str(teacher)).exists():
+        raise ConfigError(
+            f"teacher={teacher} does not exist; pass a run folder of toonclip train or its "
+            "checkpoints/best.ckpt"
+        )
+    for key in ("distill.teacher_weight", "distill.paired_weight"):
+        value = OmegaConf.select(cfg, key, default=0)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ConfigError(f"{key}={value}: use a number >= 0 (0 turns the term off)")
+    if not distill.get("teacher_weight") and not distill.get("paired_weight"):
+        raise ConfigError(
+            "distill.teacher_weight and distill.paired_weight are both 0: nothing to learn from"
+        )
+    if extra and not Path(str(extra)).is_dir():
+        raise ConfigError(f"data.extra_faces={extra} is not a folder; pass a folder of faces")
 
 
 def check_resume(cfg: DictConfig, run_dir: Path) -> None:
@@ -106,7 +185,22 @@ def check_resume(cfg: DictConfig, run_dir: Path) -> None:
     if not saved_path.is_file():
         return
     saved = OmegaConf.load(saved_path)
-    for key in ("model.arch", "model.encoder", "model.residual"):
+    # The discriminator and its optimiser are in the checkpoint or not: the term cannot be
+    # switched on or off across a resume (its weight, loss and lr may change; its widths, below,
+    # may not).
+    before = bool(OmegaConf.select(saved, "adversarial.weight", default=0))
+    now = bool(OmegaConf.select(cfg, "adversarial.weight", default=0))
+    if before != now:
+        was = "with" if before else "without"
+        raise ConfigError(
+            f"adversarial.weight={OmegaConf.select(cfg, 'adversarial.weight', default=0)}: the run "
+            f"in {run_dir} was trained {was} the adversarial term, and a resume keeps it; drop "
+            "the override, or start a new run (without resume)"
+        )
+    keys = ("model.arch", "model.encoder", "model.residual", "model.decoder_width")
+    if now:
+        keys += ("adversarial.ndf", "adversarial.n_layers")
+    for key in keys:
         before, now = OmegaConf.select(saved, key), OmegaConf.select(cfg, key)
         if before is not None and before != now:
             raise ConfigError(

@@ -1,0 +1,1 @@
+"""Distillation: a small student learns a trained teacher's cartoons (`toonclip distill`)."""
