@@ -116,7 +116,8 @@ def test_stopped_run_exits_non_zero_with_the_resume_command(
     tmp_path, synthetic_root, tiny_overrides, sig, code
 ):
     run_dir = tmp_path / "run"
-    cmd = [sys.executable, "-m", "toonclip.cli", "train"]
+    # -X faulthandler: a run that hangs after the signal is aborted below and prints where
+    cmd = [sys.executable, "-X", "faulthandler", "-m", "toonclip.cli", "train"]
     cmd += [*tiny_overrides(synthetic_root, run_dir, steps=100000), "trainer.val_every_n_steps=50"]
     env = {**os.environ, "TOONCLIP_OFFLINE": "1"}
     proc = subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.PIPE, text=True, env=env)
@@ -125,7 +126,12 @@ def test_stopped_run_exits_non_zero_with_the_resume_command(
         time.sleep(0.2)
     time.sleep(1.0)
     proc.send_signal(sig)
-    _, stderr = proc.communicate(timeout=120)
+    try:
+        _, stderr = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)  # faulthandler dumps every thread's stack
+        _, stderr = proc.communicate(timeout=30)
+        pytest.fail(f"no exit 120 s after signal {sig}; stacks:\n{stderr[-4000:]}")
     assert proc.returncode == code, stderr[-1500:]
     assert f"toonclip train run_dir={run_dir} resume=true" in stderr
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "interrupted"
