@@ -120,7 +120,16 @@ def test_stopped_run_exits_non_zero_with_the_resume_command(
     cmd = [sys.executable, "-X", "faulthandler", "-m", "toonclip.cli", "train"]
     cmd += [*tiny_overrides(synthetic_root, run_dir, steps=100000), "trainer.val_every_n_steps=50"]
     env = {**os.environ, "TOONCLIP_OFFLINE": "1"}
-    proc = subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.PIPE, text=True, env=env)
+    # A shell without job control starts background jobs with SIGINT ignored, and the child
+    # inherits that (so CI under `cmd &` would never see the Ctrl-C): give it the default back.
+    proc = subprocess.Popen(
+        cmd,
+        cwd=REPO,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     last, deadline = run_dir / "checkpoints" / "last.ckpt", time.time() + 180
     while not last.is_file() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
