@@ -137,3 +137,19 @@ def error_line(proc: subprocess.CompletedProcess) -> str:
     assert len(lines) == 1, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
     return lines[0]
+
+
+def stylize(capsys, model, *args) -> tuple[int, str, str]:
+    """`toonclip stylize MODEL ARGS progress=false` in-process: (exit code, stdout, stderr)."""
+    from toonclip.cli import main
+
+    code = main(["stylize", str(model), *map(str, args), "progress=false"])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_error(err: str) -> str:
+    """The one `error:` line of an in-process command's stderr (asserts there is exactly one)."""
+    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import one_error, stylize
 from PIL import Image
 
-from toonclip.cli import main
 from toonclip.stylize.people import draw_person, iou, person_shape, texture
 
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)
@@ -193,18 +193,6 @@ def test_mask_smoother_steadies_a_jittering_mask():
 
     flips = jitter_flips()
     assert flips["smoothed"] < 0.7 * flips["raw"]  # measured: 0.57 times the raw masks' flips
-
-
-def stylize(capsys, model, *args) -> tuple[int, str, str]:
-    code = main(["stylize", str(model), *map(str, args), "progress=false"])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_error(err: str) -> str:
-    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
 
 
 @pytest.mark.parametrize("region", ["person", "background"])

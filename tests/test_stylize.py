@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SMALL
+from conftest import SMALL, one_error, stylize
 from PIL import Image
 
 from toonclip.cli import main
@@ -82,18 +82,6 @@ def write_video(path: Path, frames: int, fps: int = 12, audio: bool = True, h=48
         out.mux(sound.encode(None))
     out.close()
     return path
-
-
-def stylize(capsys, model, *args) -> tuple[int, str, str]:
-    code = main(["stylize", str(model), *map(str, args), "progress=false"])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_error(err: str) -> str:
-    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
 
 
 @pytest.mark.parametrize("mode", ["resize", "native"])

@@ -57,6 +57,20 @@ for _pattern in (
     r".*Experiment logs directory .* exists and is not empty.*",
 ):
     warnings.filterwarnings("ignore", message=_pattern)
+
+
+class _FullCheckpointNote(logging.Filter):
+    """Lightning logs "`weights_only` was not set, defaulting to `False`" on every
+    trainer.save_checkpoint: the full, resumable checkpoint is what train() wants (a save; every
+    load in toonclip uses torch.load(weights_only=True))."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "`weights_only` was not set" not in record.getMessage()
+
+
+logging.getLogger("lightning.pytorch.trainer.connectors.checkpoint_connector").addFilter(
+    _FullCheckpointNote()
+)
 # Keys of cfg.trainer that are ours, not lightning.Trainer arguments.
 OWN_TRAINER_KEYS = ("val_every_n_steps", "checkpoint_every_n_steps", "checkpoint_every_minutes")
 
@@ -293,8 +307,7 @@ def train(cfg: DictConfig, run_dir: Path, ckpt_path: Path | None = None, overrid
             if lead:
                 metrics_merge.merge_back(run_dir)
         if trainer.global_step > floor or ckpt_path is None:
-            # every rank (a barrier); weights_only=False: a full, resumable checkpoint
-            trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+            trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")  # all ranks: a barrier
         if trainer.interrupted:
             raise KeyboardInterrupt
         if lead:
