@@ -45,7 +45,7 @@ def _overrides(root, run_dir, *extra, steps=4) -> list[str]:
 def test_the_default_builds_no_discriminator_and_keeps_automatic_optimisation(
     synthetic_root, tmp_path
 ):
-    from toonclip.training.run import trainer_kwargs
+    from toonclip.training.trainer import trainer_kwargs
 
     cfg = compose(_overrides(synthetic_root, tmp_path / "r", "trainer.gradient_clip_val=1.0"))
     assert cfg.adversarial.weight == 0

@@ -88,6 +88,12 @@ def test_metrics_table(compared, runs):
             scale = (256 / summary["size"]) ** 2
             assert float(r["gflops_256"]) == pytest.approx(summary["gflops"] * scale, rel=0.05)
             assert int(r["train_size"]) == summary["size"]
+            # speed both ways, and the val PSNR swing, as the run's summary.json has them
+            assert summary["effective_img_per_s"] > 0
+            assert float(r["effective_img_per_s"]) == pytest.approx(summary["effective_img_per_s"])
+            swing = (summary.get("stability") or {}).get("max_change_db")
+            assert swing is not None  # both tiny runs validate at steps 1 and 2
+            assert float(r["val_swing_db"]) == pytest.approx(swing)
     failed = rows[1]
     assert failed["val_psnr"] == "" and failed["error"] == "loss is NaN at step 3; lower optim.lr"
     md = (compared / "metrics.md").read_text().splitlines()
@@ -168,15 +174,56 @@ def test_discover_sweep_index_and_missing_member(runs, tmp_path):
         (["{run}", "tile=abc"], "tile=abc: use a whole number >= 32"),
         (["{run}", "colour=red"], "unknown option 'colour'"),
         (["{run}", "faces={missing}"], "is not a folder"),
+        (["{run}", "peers={empty}"], "peers= needs faces=DIR"),
+        (["{run}", "faces={faces}", "peers={missing}"], "is not a folder"),
+        (["{run}", "faces={faces}", "peers={empty}"], "has no image named like the faces"),
     ],
 )
-def test_cli_errors_are_one_line(runs, tmp_path, capsys, args, expected):
+def test_cli_errors_are_one_line(runs, tmp_path, capsys, args, expected, synthetic_root):
     (tmp_path / "empty").mkdir()
-    paths = {"missing": tmp_path / "nope", "empty": tmp_path / "empty", "run": runs[0]}
+    paths = {"missing": tmp_path / "nope", "empty": tmp_path / "empty", "run": runs[0],
+             "faces": synthetic_root / "ffhq"}  # fmt: skip
     argv = ["compare", *[a.format(**paths) for a in args], f"out={tmp_path / 'out'}"]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and expected in err[0], err
+
+
+def test_peer_outputs_sit_beside_the_runs_by_file_name(tiny_run, synthetic_root, tmp_path):
+    """peers=DIR: another model's outputs for the faces= images (the U2-Net visual bar)."""
+    faces = sorted(p.stem for p in (synthetic_root / "ffhq").iterdir())[:2]
+    peer = tmp_path / "u2net"
+    peer.mkdir()
+    Image.new("RGB", (80, 60), (200, 30, 40)).save(peer / f"{faces[0]}.png")  # one of two faces
+    out = tmp_path / "out"
+    compare([str(tiny_run)], out=out, faces=synthetic_root / "ffhq", peers=[str(peer)], n=2,
+            tile=TILE, latency_runs=0, log=lambda m: None)  # fmt: skip
+    grid = np.asarray(Image.open(out / "compare_faces.png").convert("RGB"))
+    assert grid.shape[1] == 3 * TILE + 4 * PAD  # face | the run | u2net
+    # The peer's image for the first face (center-cropped), and a grey tile for the missing one.
+    assert np.abs(tile_at(grid, 2, 0, 2).astype(int) - (200, 30, 40)).max() <= 2
+    assert tuple(tile_at(grid, 2, 1, 2)[-3, -3]) == (90, 90, 90)
+    assert "beside the outputs in" in (out / "index.html").read_text()
+
+
+def test_an_interrupted_run_is_drawn_from_its_checkpoint(tiny_run, synthetic_root, tmp_path):
+    """A run stopped by hand (Ctrl-C once it levelled off) keeps its best.ckpt: draw it."""
+    run = tmp_path / "stopped"
+    shutil.copytree(tiny_run, run)
+    summary = json.loads((run / "summary.json").read_text())
+    summary.update(status="interrupted", error="stopped (KeyboardInterrupt); continue with: ...")
+    summary.pop("stability", None)  # as in runs from before it: compare reads metrics.csv
+    (run / "summary.json").write_text(json.dumps(summary))
+    out = tmp_path / "out"
+    compare([str(run)], out=out, faces=synthetic_root / "ffhq", n=1, tile=TILE, latency_runs=0,
+            log=lambda m: None)  # fmt: skip
+    grid = np.asarray(Image.open(out / "compare_faces.png").convert("RGB"))
+    face = center_square(load_rgb(sorted((synthetic_root / "ffhq").iterdir())[0]))
+    stylizer = Stylizer.from_checkpoint(run)
+    expected = fit(stylizer(np.array(resize(face, stylizer.size))), TILE).astype(int)
+    assert np.abs(tile_at(grid, 1, 0, 1).astype(int) - expected).max() <= 1  # not a grey tile
+    got = read_rows(out)[0]
+    assert got["status"] == "interrupted" and float(got["val_swing_db"]) >= 0
 
 
 @pytest.mark.browser

@@ -8,7 +8,7 @@ from hydra.utils import instantiate
 
 from toonclip.config import compose, group_options
 from toonclip.errors import ConfigError
-from toonclip.training.run import trainer_kwargs
+from toonclip.training.trainer import trainer_kwargs
 
 
 @pytest.mark.parametrize("experiment", [None, *group_options("experiment")])

@@ -169,7 +169,7 @@ def test_sweep_marks_a_stopped_member_interrupted(tmp_path, code, summary_status
 
 def test_last_checkpoint_also_has_a_wall_time_cadence(tmp_path):
     from toonclip.config import compose
-    from toonclip.training.run import build_callbacks
+    from toonclip.training.trainer import build_callbacks
 
     cfg = compose(["trainer.checkpoint_every_minutes=2"])
     timed = [

@@ -122,6 +122,23 @@ def test_other_swept_keys_name_the_runs(tmp_path):
     ]
     assert format_value("it's") == "'it\\'s'"
     assert format_value(None) == "null"
+    # A member that sets a key to null (or false, or a list) differs from one that leaves it.
+    path = write(
+        tmp_path / "e.yaml",
+        "overrides: {model.arch: unet, model.encoder: resnet18}\n"
+        "members_extra:\n  - {data.size: 64}\n  - {data.size: 64, ema.decay: null}\n"
+        "  - {data.size: 64, model.residual: false}\n"
+        "  - {data.size: 64, data.augment.crop_scale: [0.7, 1.0]}\n",
+    )
+    members = load_sweep(path).members
+    assert [m.name for m in members] == [
+        "unet__resnet18",
+        "unet__resnet18__decay-null",
+        "unet__resnet18__residual-false",
+        "unet__resnet18__crop_scale-0.7_1.0",
+    ]
+    assert "ema.decay=null" in members[1].overrides
+    assert "data.augment.crop_scale=[0.7,1.0]" in members[3].overrides
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import signal
 import subprocess
@@ -313,9 +314,62 @@ def test_short_run_ends_with_a_validation_and_records_final_identity_gain(
     # Effective throughput beside the inner-loop figure.
     assert summary["images_trained"] == 3 * 2 and summary["fit_wall_s"] > 0
     assert summary["effective_img_per_s"] == pytest.approx(6 / summary["fit_wall_s"], rel=0.02)
+    # Both validations are past the first tenth of 3 steps: their PSNR change is the swing.
+    with open(run / "metrics.csv", newline="") as f:
+        psnr = [float(r["val/psnr"]) for r in csv.DictReader(f) if r.get("val/psnr")]
+    swing = summary["stability"]
+    assert swing["validations"] == 2 and swing["after_step"] == 0
+    assert swing["max_change_db"] == pytest.approx(abs(psnr[1] - psnr[0]), abs=1e-3)
     err = capsys.readouterr().err
-    for line in ("final:    val/psnr", "identity: val/psnr", "gain:     PSNR", "img/s effective"):
+    for line in (
+        "final:    val/psnr",
+        "identity: val/psnr",
+        "gain:     PSNR",
+        "img/s effective",
+        "val PSNR: moved at most",
+    ):
         assert line in err
+
+
+def test_stability_ignores_the_first_tenth_and_repeated_validations(tmp_path):
+    from toonclip.training.summary import stability
+
+    csv_path = tmp_path / "metrics.csv"
+    rows = [
+        "step,train/loss,val/psnr",
+        "5,0.9,",
+        "49,,8.0",  # the first tenth of 1000 steps: its 9 dB jump to step 199 is not counted
+        "199,,17.0",
+        "599,,17.5",
+        "599,,17.5",  # validated again at the same step (a resumed run): one point
+        "999,,16.2",
+    ]
+    csv_path.write_text("\n".join(rows) + "\n")
+    assert stability(csv_path) == {"max_change_db": 1.3, "after_step": 99, "validations": 3}
+    csv_path.write_text("step,val/psnr\n99,17.0\n")
+    assert stability(csv_path) is None  # one validation: nothing to compare
+    assert stability(tmp_path / "missing.csv") is None
+
+
+def test_a_stopped_run_records_what_it_reached(tmp_path):
+    from toonclip.training.summary import record_failure
+
+    (tmp_path / "metrics.csv").write_text(
+        "step,val/psnr,val/ssim,val/l1,val/identity_psnr,val/identity_ssim,val/identity_l1\n"
+        "299,17.4,0.57,0.09,16.3,0.52,0.11\n599,17.8,0.59,0.085,16.3,0.52,0.11\n"
+    )
+    summary = {"name": "run"}
+    record_failure(summary, KeyboardInterrupt(), tmp_path, 12.0)
+    saved = json.loads((tmp_path / "summary.json").read_text())
+    assert saved["status"] == "interrupted" and "resume=true" in saved["error"]
+    assert saved["best"]["val/psnr"] == 17.8 and saved["final"]["step"] == 599
+    assert saved["gain"]["psnr"] == pytest.approx(1.5)
+    assert saved["stability"]["max_change_db"] == pytest.approx(0.4)
+    # Before any validation there is nothing to record.
+    (tmp_path / "metrics.csv").unlink()
+    record_failure({"name": "run"}, RuntimeError("boom"), tmp_path, 1.0)
+    saved = json.loads((tmp_path / "summary.json").read_text())
+    assert saved["status"] == "failed" and "final" not in saved
 
 
 def test_samples_per_epoch_sets_steps_per_epoch(tmp_path, synthetic_root, tiny_overrides):
@@ -352,15 +406,15 @@ def test_recipe_callbacks_sit_between_the_grid_and_precise_bn(tmp_path, monkeypa
     import lightning as L
 
     from toonclip.config import compose
-    from toonclip.training import run as run_mod
+    from toonclip.training import trainer as trainer_mod
     from toonclip.training.callbacks import PreciseBatchNorm, ValidationGrid
 
     class Recipe(L.Callback):
         pass
 
-    monkeypatch.setattr(run_mod, "recipe_callbacks", lambda cfg: [Recipe(), Recipe()])
+    monkeypatch.setattr(trainer_mod, "recipe_callbacks", lambda cfg: [Recipe(), Recipe()])
     cfg = compose(["trainer.accelerator=cpu"])
-    trainer = run_mod.build_trainer(cfg, tmp_path / "run")
+    trainer = trainer_mod.build_trainer(cfg, tmp_path / "run")
     kinds = [type(c) for c in trainer.callbacks]
     grid, precise = kinds.index(ValidationGrid), kinds.index(PreciseBatchNorm)
     assert kinds[grid + 1 : precise] == [Recipe, Recipe]

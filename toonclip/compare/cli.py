@@ -1,11 +1,13 @@
-"""`toonclip compare SWEEP_DIR|RUN_DIR... [out=DIR] [faces=DIR] [n=N] [tile=PX] ...`.
+"""`toonclip compare SWEEP_DIR|RUN_DIR... [out=DIR] [faces=DIR [peers=DIR,...]] [n=N] ...`.
 
 Writes into `out` (default `<SWEEP_DIR>/compare` for one input, else
 `experiments/compare/<timestamp>`):
 
     index.html          everything below on one page, with a sortable metrics table
     compare_val.png     fixed validation faces: face | target | one column per run
-    compare_faces.png   faces without targets (faces=DIR), one column per run
+    compare_faces.png   faces without targets (faces=DIR), one column per run, then one per
+                        peers= folder: another model's outputs for the same faces, by file
+                        name (e.g. ../shared/data/peer-u2net/u2net: the visual bar)
     metrics.csv/.md     arch, encoder, params, GFLOPs@256, PSNR, SSIM, L1, loss, eval figures
                         and their gain over the identity baseline, times, latency
     pareto.png          PSNR against CPU latency at 256 px (latency=onnx: ONNX Runtime
@@ -25,17 +27,25 @@ from toonclip.compare import grids as G
 from toonclip.compare.page import Page, write_page
 from toonclip.compare.plot import pareto_plot
 from toonclip.compare.runs import Run, cfg_get, discover
-from toonclip.compare.tables import Cost, measure, row, write_csv, write_markdown
+from toonclip.compare.tables import (
+    Cost,
+    measure,
+    row,
+    table_notes,
+    write_csv,
+    write_markdown,
+)
 from toonclip.errors import ConfigError, DataError, ToonclipError
 from toonclip.inference import Stylizer, load_checkpoint
 from toonclip.visual import save_png
 
 USAGE = (
-    "usage: toonclip compare SWEEP_DIR|RUN_DIR... [out=DIR] [faces=DIR] [n=N] [tile=PX] "
+    "usage: toonclip compare SWEEP_DIR|RUN_DIR... [out=DIR] [faces=DIR [peers=DIR,...]] "
+    "[n=N] [tile=PX] "
     "[data.root=DIR] [latency=torch|onnx] [latency_runs=N] [threads=N] [strip_max=N]"
 )
 INTS = {"n": 1, "tile": 32, "latency_runs": 0, "threads": 1, "strip_max": 1}  # name -> minimum
-OPTIONS = {"out", "faces", "data.root", "latency", *INTS}
+OPTIONS = {"out", "faces", "peers", "data.root", "latency", *INTS}
 LATENCY = ("torch", "onnx")
 
 
@@ -51,7 +61,7 @@ def _cpu_name() -> str:
 
 def _load(run: Run):
     """(generator, training size, None), or (None, None, why there is no prediction)."""
-    if run.failed:
+    if run.status == "failed":  # an interrupted run's checkpoints are fine to draw
         return None, None, run.error or run.status
     ckpt = run.checkpoint
     if ckpt is None:
@@ -88,6 +98,14 @@ def _cost(run: Run, generator, cache: dict, latency_runs: int, threads: int, cal
     return cost
 
 
+def _check_peers(peers, faces) -> None:
+    if peers and not faces:
+        raise ConfigError("peers= needs faces=DIR: the faces whose outputs the peer folders hold")
+    for folder in peers:
+        if not Path(folder).is_dir():
+            raise DataError(f"peers: {folder} is not a folder; pass folders of output images")
+
+
 def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]+", "_", name)
 
@@ -96,6 +114,7 @@ def compare(
     paths,
     out=None,
     faces=None,
+    peers=(),
     n=None,
     tile=160,
     data_root=None,
@@ -108,6 +127,7 @@ def compare(
     """Compare runs; returns the path of the written index.html."""
     if latency not in LATENCY:
         raise ConfigError(f"latency={latency}: use latency=torch (PyTorch eager) or latency=onnx")
+    _check_peers(peers, faces)
     runs = discover(paths)
     if out is None:
         single = len(paths) == 1 and Path(paths[0]).is_dir()
@@ -120,7 +140,7 @@ def compare(
     (out / "strips").mkdir(parents=True, exist_ok=True)
     log(f"comparing {len(runs)} runs into {out}")
     val_faces, val_targets, val_note = G.val_faces(runs, n, data_root)
-    test_faces, faces_note = [], ""
+    test_faces, names, faces_note = [], [], ""
     if faces:
         if not Path(faces).is_dir():
             raise DataError(f"faces={faces} is not a folder; pass a folder of face images")
@@ -128,6 +148,10 @@ def compare(
         faces_note = f"{len(test_faces)} images from {faces}: {', '.join(names)}"
         if not test_faces:
             faces_note = f"no images in {faces}"
+    # Read before any model is loaded: a peer folder without the faces' names fails early.
+    peer_cols = [G.peer_column(folder, names, tile) for folder in peers]
+    if peer_cols:
+        faces_note += "; beside the outputs in " + ", ".join(str(p) for p in peers)
 
     calib = None
     if latency == "onnx":  # int8 calibration: the comparison's faces, else synthetic ones
@@ -159,37 +183,9 @@ def compare(
         log(f"  {run.name}: {run.status}" + (f" ({reason})" if reason else ""))
         del generator
 
-    notes = [
-        "GFLOPs @256: forward FLOPs of one 1x3x256x256 image, counted with "
-        "torch.utils.flop_counter.FlopCounterMode (FLOPs = 2 x MACs).",
-        (
-            f"CPU latency @256: median of {latency_runs} forward passes after one warm-up, "
-            f"torch.set_num_threads({threads}), on {_cpu_name()}."
-            if latency_runs
-            else "CPU latency not measured (latency_runs=0)."
-        ),
-        *(
-            [
-                f"ORT fp32 / int8 @256: each network exported to ONNX (dynamic size) and to static "
-                f"QDQ int8 (calibrated on {'the faces' if faces else 'synthetic faces'}), median "
-                f"ms per 1x3x256x256 frame in ONNX Runtime, {threads} intra-op thread(s); MB: the "
-                "files' sizes; int8 fps = 1000 / int8 ms."
-            ]
-            if latency == "onnx"
-            else []
-        ),
-        "teacher PSNR / vs teacher (distillation runs): the teacher's val PSNR on the "
-        "same pairs at the student's last validation, and the student's final val PSNR "
-        "minus it.",
-        "PSNR, SSIM, L1, val loss: each run's best validation values (summary.json); "
-        "train px: training resolution.",
-        "eval PSNR / SSIM: the run's newest `toonclip eval` on its val split "
-        "(eval/val_*/eval.json, means over pairs), else its last validation (summary.json); "
-        "identity: the face itself scored as the cartoon on the same pairs; gain: eval minus "
-        "identity, what the model adds over doing nothing ('-': not recorded for this run).",
-        f"Grids: each face is center-cropped, resized to the run's training size, stylised, and "
-        f"shown at {tile} px, so runs trained at different sizes line up.",
-    ]
+    notes = table_notes(
+        latency, latency_runs, threads, tile, _cpu_name(), calibrated_on_faces=bool(faces)
+    )
     write_csv(rows, out / "metrics.csv")
     write_markdown(rows, out / "metrics.md", note="\n\n".join(notes))
     front = pareto_plot(
@@ -210,7 +206,8 @@ def compare(
         save_png(G.comparison_grid(val_faces, val_targets, val_cols, tile), out / "compare_val.png")
         page.val_grid = "compare_val.png"
     if test_faces:
-        save_png(G.comparison_grid(test_faces, None, face_cols, tile), out / "compare_faces.png")
+        grid = G.comparison_grid(test_faces, None, face_cols + peer_cols, tile)
+        save_png(grid, out / "compare_faces.png")
         page.faces_grid = "compare_faces.png"
     write_page(page, out / "index.html")
     log(f"comparison: {out / 'index.html'}")
@@ -238,6 +235,7 @@ def cli(argv: list[str]) -> int:
         paths,
         out=options.get("out"),
         faces=options.get("faces"),
+        peers=[p for p in options.get("peers", "").split(",") if p],
         data_root=options.get("data.root"),
         latency=options.get("latency", "torch"),
         **kwargs,

@@ -16,6 +16,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from toonclip.compare.runs import Run, cfg_get
 from toonclip.data.io import center_square, is_image_file, load_rgb, resize
+from toonclip.errors import DataError
 from toonclip.inference import Stylizer
 from toonclip.visual import make_grid
 
@@ -29,7 +30,7 @@ def _font(px: int):
         return ImageFont.load_default()
 
 
-def _find_image(folder: Path, stem: str) -> Path | None:
+def find_image(folder: Path, stem: str) -> Path | None:
     matches = [p for p in folder.glob(f"{stem}.*") if is_image_file(p)]
     return sorted(matches)[0] if matches else None
 
@@ -50,7 +51,7 @@ def val_faces(runs: list[Run], n: int | None, root: str | None = None):
         targets_dir = base / (cfg_get(run.cfg, "data.cartoons_dir") or "comics_heroes")
         count = n or int(cfg_get(run.cfg, "grid.n_samples") or 6)
         stems = [s.strip() for s in files.read_text().splitlines() if s.strip()][:count]
-        pairs = [(_find_image(faces_dir, s), _find_image(targets_dir, s)) for s in stems]
+        pairs = [(find_image(faces_dir, s), find_image(targets_dir, s)) for s in stems]
         pairs = [(f, t) for f, t in pairs if f is not None and t is not None]
         if pairs:
             faces = [center_square(load_rgb(f)) for f, _ in pairs]
@@ -67,6 +68,27 @@ def folder_faces(folder: str | Path, n: int) -> tuple[list[np.ndarray], list[str
     return [center_square(load_rgb(p)) for p in paths], [p.stem for p in paths]
 
 
+def peer_column(folder: str | Path, stems: list[str], tile: int) -> tuple[str, list[np.ndarray]]:
+    """(header, images): another model's outputs for the same faces, found by file stem in
+    `folder` (e.g. peer-u2net/u2net), center-cropped; a grey tile where one is missing."""
+    folder = Path(folder)
+    if stems and all(find_image(folder, stem) is None for stem in stems):
+        raise DataError(
+            f"peers: {folder} has no image named like the faces ({', '.join(stems[:3])}, ...); "
+            "a peer folder holds outputs under the faces' file names"
+        )
+    images = []
+    for stem in stems:
+        path = find_image(folder, stem)
+        if path is None:
+            canvas = Image.new("RGB", (tile, tile), (90, 90, 90))
+            ImageDraw.Draw(canvas).text((6, 6), f"no {stem}", fill=(240, 240, 240), font=_font(11))
+            images.append(np.asarray(canvas))
+        else:
+            images.append(center_square(load_rgb(path)))
+    return f"{folder.name}\n(peer outputs)", images
+
+
 def predict(stylizer: Stylizer, faces: list[np.ndarray]) -> list[np.ndarray]:
     """Each square face resized (area filter) to the run's training size, then stylised."""
     # np.array copies: decoded images can be read-only, which torch.from_numpy warns about.
@@ -80,10 +102,12 @@ def header(run: Run, width: int) -> str:
     for part in run.name.split("__"):
         lines += textwrap.wrap(part, width) or [""]
     gain = run.evaluation.get("gain_psnr")
-    if run.status == "finished" and run.psnr is not None:
+    if run.status != "failed" and run.psnr is not None:
         lines.append(f"PSNR {run.psnr:.2f} dB")
         if gain is not None:  # over the identity baseline (see the metrics table)
             lines.append(f"gain {gain:+.2f} dB")
+        if run.status != "finished":  # e.g. stopped by hand once it levelled off
+            lines.append(run.status.upper())
     elif run.status == "finished":
         lines.append("PSNR n/a")
     else:

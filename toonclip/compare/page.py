@@ -29,6 +29,8 @@ NUMERIC = {
     "train_size",
     "train_time_s",
     "train_img_per_s",
+    "effective_img_per_s",
+    "val_swing_db",
     "latency_ms_256",
     *OPTIONAL,  # ONNX and distillation figures: all numbers
 }

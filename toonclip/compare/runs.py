@@ -10,6 +10,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from toonclip.errors import DataError
+from toonclip.training.summary import stability as val_stability
 
 INDEX_JSON = "sweep_index.json"
 
@@ -31,6 +32,13 @@ class Run:
     @property
     def best(self) -> dict[str, Any]:
         return self.summary.get("best") or {}
+
+    @property
+    def stability(self) -> dict[str, Any] | None:
+        """summary.json's `stability`, else computed from metrics.csv (runs from before it)."""
+        if self.summary.get("stability") or self.path is None:
+            return self.summary.get("stability")
+        return val_stability(self.path / "metrics.csv")
 
     @property
     def psnr(self) -> float | None:

@@ -42,6 +42,8 @@ COLUMNS = [
     ("train_size", "train px"),
     ("train_time_s", "train time (s)"),
     ("train_img_per_s", "train img/s"),
+    ("effective_img_per_s", "effective img/s"),
+    ("val_swing_db", "val PSNR swing (dB)"),
     ("latency_ms_256", "CPU latency @256 (ms)"),
     ("onnx_fp32_ms", "ORT fp32 @256 (ms)"),
     ("onnx_int8_ms", "ORT int8 @256 (ms)"),
@@ -76,6 +78,8 @@ _FORMATS = {
     "gain_ssim": "{:+.3f}".format,
     "train_time_s": "{:.0f}".format,
     "train_img_per_s": "{:.1f}".format,
+    "effective_img_per_s": "{:.1f}".format,
+    "val_swing_db": "{:.2f}".format,
     "latency_ms_256": "{:.0f}".format,
     "onnx_fp32_ms": "{:.1f}".format,
     "onnx_int8_ms": "{:.1f}".format,
@@ -184,6 +188,10 @@ def row(run: Run, cost: Cost) -> dict:
         "train_size": run.size,
         "train_time_s": s.get("train_time_s"),
         "train_img_per_s": s.get("train_img_per_s"),
+        # images trained / wall seconds of fit (validation and checkpoints included)
+        "effective_img_per_s": s.get("effective_img_per_s"),
+        # the largest val PSNR change between validations after the first tenth of the run
+        "val_swing_db": (run.stability or {}).get("max_change_db"),
         "latency_ms_256": cost.latency_ms,
         **{
             k: onnx.get(k) for k in ("onnx_fp32_ms", "onnx_int8_ms", "onnx_fp32_mb", "onnx_int8_mb")
@@ -223,3 +231,41 @@ def write_markdown(rows: list[dict], path: Path, note: str = "") -> None:
             cells[-1] = cells[-1][:157] + "..."
         lines.append("| " + " | ".join(cells) + " |")
     path.write_text("\n".join(lines) + ("\n\n" + note if note else "") + "\n", encoding="utf-8")
+
+
+def table_notes(
+    latency: str, latency_runs: int, threads: int, tile: int, cpu: str, calibrated_on_faces: bool
+) -> list[str]:
+    """What each column of the table means and how it was measured (metrics.md, index.html)."""
+    onnx = (
+        f"ORT fp32 / int8 @256: each network exported to ONNX (dynamic size) and to static QDQ "
+        f"int8 (calibrated on {'the faces' if calibrated_on_faces else 'synthetic faces'}), "
+        f"median ms per 1x3x256x256 frame in ONNX Runtime, {threads} intra-op thread(s); MB: the "
+        "files' sizes; int8 fps = 1000 / int8 ms."
+    )
+    return [
+        "GFLOPs @256: forward FLOPs of one 1x3x256x256 image, counted with "
+        "torch.utils.flop_counter.FlopCounterMode (FLOPs = 2 x MACs).",
+        (
+            f"CPU latency @256: median of {latency_runs} forward passes after one warm-up, "
+            f"torch.set_num_threads({threads}), on {cpu}."
+            if latency_runs
+            else "CPU latency not measured (latency_runs=0)."
+        ),
+        *([onnx] if latency == "onnx" else []),
+        "teacher PSNR / vs teacher (distillation runs): the teacher's val PSNR on the "
+        "same pairs at the student's last validation, and the student's final val PSNR "
+        "minus it.",
+        "PSNR, SSIM, L1, val loss: each run's best validation values (summary.json); "
+        "train px: training resolution.",
+        "eval PSNR / SSIM: the run's newest `toonclip eval` on its val split "
+        "(eval/val_*/eval.json, means over pairs), else its last validation (summary.json); "
+        "identity: the face itself scored as the cartoon on the same pairs; gain: eval minus "
+        "identity, what the model adds over doing nothing ('-': not recorded for this run).",
+        "train img/s: images per second inside optimiser steps; effective img/s: images trained "
+        "/ wall seconds of fit (validation, checkpoints and start-up included). val PSNR swing: "
+        "the largest val PSNR change between consecutive validations after the first tenth of "
+        "the run (summary.json stability; under 1 dB for a stable recipe).",
+        f"Grids: each face is center-cropped, resized to the run's training size, stylised, and "
+        f"shown at {tile} px, so runs trained at different sizes line up.",
+    ]

@@ -189,10 +189,11 @@ def _members(
     path: Path, combos: list[dict], overrides: dict[str, Any], extra: dict[str, str]
 ) -> list[Member]:
     # Keys that differ across members name the run folder (besides arch and encoder).
+    # A key one member sets (even to null) and another leaves alone varies too.
     varying = [
         k
         for k in dict.fromkeys(k for c in combos for k in c)
-        if len({format_value(c.get(k)) for c in combos}) > 1
+        if len({format_value(c[k]) if k in c else None for c in combos}) > 1
     ]
     members: dict[str, Member] = {}
     for combo in combos:
@@ -229,5 +230,12 @@ def _members(
 def member_name(params: dict[str, Any], varying: list[str]) -> str:
     """`<arch>__<encoder>`, then `__<key>-<value>` for any other key that varies across members."""
     parts = [str(params["model.arch"]), str(params["model.encoder"])]
-    parts += [f"{k.rsplit('.', 1)[-1]}-{params[k]}" for k in varying if k in params]
+    parts += [f"{k.rsplit('.', 1)[-1]}-{_name_value(params[k])}" for k in varying if k in params]
     return "__".join(_SAFE_NAME.sub("_", p).strip("_") or "x" for p in parts)
+
+
+def _name_value(value: Any) -> str:
+    """As the override writes it (null, false), lists joined by '_' (crop_scale-0.7_1.0)."""
+    if isinstance(value, list | tuple):
+        return "_".join(_name_value(v) for v in value)
+    return str(value) if isinstance(value, str) else format_value(value)

@@ -8,7 +8,7 @@ Lightning's automatic optimisation takes one optimiser, so a module with a discr
    optimisation would). Clipping by `trainer.gradient_clip_val` happens in the
    on_before_optimizer_step hook (`clip_generator`): after AMP's unscale, before the update.
    The value is read from the config: Lightning refuses Trainer(gradient_clip_val) under manual
-   optimisation, so training/run.py does not pass it then;
+   optimisation, so training/trainer.py does not pass it then;
 2. discriminator: D-side GAN loss on the real pair and the detached prediction, one step.
    The discriminator starts learning at step 0 even with a later `start_step`, so it judges
    something when its verdict starts to count.

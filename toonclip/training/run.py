@@ -4,25 +4,23 @@ Run folder (its name starts with `<arch>__<encoder>`):
     config.yaml  overrides.yaml  summary.json  metrics.csv  val_files.txt  train.log (sweeps)
     checkpoints/{best,last}.ckpt   grids/step_XXXXXX.png, latest.png   tb/ (TensorBoard)
 
+The Trainer itself (arguments, callbacks, loggers) is built in trainer.py.
+
 Under DDP every rank runs this module; only global rank zero writes the folder (distributed.py).
 """
 
 from __future__ import annotations
 
-import logging
 import re
 import sys
 import time
-import warnings
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import lightning as L
 import yaml
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from toonclip.cli import split_args
 from toonclip.config import compose, to_yaml
@@ -35,44 +33,9 @@ from toonclip.training import distributed as D
 from toonclip.training import metrics_merge
 from toonclip.training import summary as S
 from toonclip.training import validate as V
-from toonclip.training.averaging import recipe_callbacks
-from toonclip.training.callbacks import (
-    FinalValidation,
-    PreciseBatchNorm,
-    Throughput,
-    ValidationGrid,
-)
+from toonclip.training.callbacks import Throughput
 from toonclip.training.module import ToonModule
-
-log = logging.getLogger(__name__)
-# Expected in this design, so not worth a warning on every run: the loss's VGG is frozen in eval
-# mode; OnExceptionCheckpoint makes Lightning look for a fault-tolerant resume; tiny data sets.
-for _pattern in (
-    r".*module\(s\) in eval mode.*",
-    r".*was called without a model.*",
-    r".*there is no last checkpoint available.*",
-    r".*LeafSpec.*",
-    r".*overridden `on_after_batch_transfer`.*",
-    r".*smaller than the logging interval.*",
-    r".*Experiment logs directory .* exists and is not empty.*",
-):
-    warnings.filterwarnings("ignore", message=_pattern)
-
-
-class _FullCheckpointNote(logging.Filter):
-    """Lightning logs "`weights_only` was not set, defaulting to `False`" on every
-    trainer.save_checkpoint: the full, resumable checkpoint is what train() wants (a save; every
-    load in toonclip uses torch.load(weights_only=True))."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "`weights_only` was not set" not in record.getMessage()
-
-
-logging.getLogger("lightning.pytorch.trainer.connectors.checkpoint_connector").addFilter(
-    _FullCheckpointNote()
-)
-# Keys of cfg.trainer that are ours, not lightning.Trainer arguments.
-OWN_TRAINER_KEYS = ("val_every_n_steps", "checkpoint_every_n_steps", "checkpoint_every_minutes")
+from toonclip.training.trainer import build_trainer
 
 
 def cli(argv: list[str]) -> int:
@@ -168,94 +131,6 @@ def _check(cfg: DictConfig) -> None:
     find_pairs(cfg.data.root, cfg.data.faces_dir, cfg.data.cartoons_dir)
 
 
-def trainer_kwargs(cfg: DictConfig) -> dict:
-    kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
-    every = kwargs.pop("val_every_n_steps")
-    for key in OWN_TRAINER_KEYS[1:]:
-        kwargs.pop(key, None)
-    if OmegaConf.select(cfg, "adversarial.weight", default=0):
-        # Manual optimisation, where Lightning refuses Trainer(gradient_clip_val): the module
-        # clips the generator by the same config values itself (training/adversarial.py).
-        for key in ("gradient_clip_val", "gradient_clip_algorithm"):
-            kwargs.pop(key, None)
-    if kwargs.get("max_steps", -1) and kwargs["max_steps"] > 0:
-        # Validate on a step count that ignores epoch boundaries (tiny data sets have tiny epochs).
-        kwargs["val_check_interval"] = max(1, min(int(every), int(kwargs["max_steps"])))
-        kwargs["check_val_every_n_epoch"] = None
-    return kwargs
-
-
-def build_callbacks(
-    cfg: DictConfig, run_dir: Path, extra_callbacks=(), floor_step: int = 0
-) -> list[L.Callback]:
-    """The order is a contract: hooks of one kind run in list order. The recipe callbacks (EMA)
-    sit after ValidationGrid and before PreciseBatchNorm: at validation start they swap their
-    weights in before BatchNorm statistics are re-estimated, at validation end they swap them
-    back after the grid is drawn. (Lightning moves checkpoint callbacks to the end by itself.)"""
-    ckpt_dir = run_dir / "checkpoints"
-    return [
-        ModelCheckpoint(
-            dirpath=ckpt_dir,
-            filename="best",
-            monitor="val/psnr",
-            mode="max",
-            save_top_k=1,
-            auto_insert_metric_name=False,
-            enable_version_counter=False,
-        ),
-        # last.ckpt every N steps: a killed run loses at most N steps.
-        ModelCheckpoint(
-            dirpath=ckpt_dir,
-            save_top_k=0,
-            save_last=True,
-            every_n_train_steps=int(cfg.trainer.checkpoint_every_n_steps),
-        ),
-        *_timed_checkpoint(ckpt_dir, cfg.trainer.get("checkpoint_every_minutes")),
-        D.ExceptionCheckpoint(dirpath=ckpt_dir, filename="last", floor_step=floor_step),
-        FinalValidation(),
-        ValidationGrid(run_dir / "grids", n_samples=cfg.grid.n_samples, tile=cfg.grid.tile),
-        *recipe_callbacks(cfg),
-        PreciseBatchNorm(cfg.precise_bn.batches),
-        LearningRateMonitor(logging_interval="step"),
-        RichProgressBar(),
-        *extra_callbacks,
-    ]
-
-
-def _timed_checkpoint(ckpt_dir: Path, minutes) -> list[ModelCheckpoint]:
-    """last.ckpt also every `minutes` of training: a slow CPU run (or a kill -9 before the first
-    step cadence) loses minutes at most, whatever the step cadence."""
-    if not minutes:
-        return []
-    return [
-        ModelCheckpoint(
-            dirpath=ckpt_dir,
-            save_top_k=0,
-            save_last=True,
-            train_time_interval=timedelta(minutes=float(minutes)),
-        )
-    ]
-
-
-def build_trainer(
-    cfg: DictConfig, run_dir: Path, extra_callbacks=(), floor_step: int = 0
-) -> L.Trainer:
-    callbacks = build_callbacks(cfg, run_dir, extra_callbacks, floor_step)
-    loggers = [
-        # Flushed as often as last.ckpt is written, so a crash loses no logged history.
-        CSVLogger(
-            save_dir=run_dir,
-            name="",
-            version="",
-            flush_logs_every_n_steps=int(cfg.trainer.checkpoint_every_n_steps),
-        ),
-        TensorBoardLogger(save_dir=run_dir, name="tb", version="", default_hp_metric=False),
-    ]
-    return L.Trainer(
-        default_root_dir=run_dir, callbacks=callbacks, logger=loggers, **trainer_kwargs(cfg)
-    )
-
-
 def train(cfg: DictConfig, run_dir: Path, ckpt_path: Path | None = None, overrides=()) -> Path:
     """Fit the configured model; returns the run folder. Writes summary.json even on failure.
 
@@ -326,6 +201,7 @@ def train(cfg: DictConfig, run_dir: Path, ckpt_path: Path | None = None, overrid
         steps_per_epoch=trainer.num_training_batches,
         best=S.best_metrics(run_dir / "metrics.csv"),
         **S.final_and_identity(run_dir / "metrics.csv"),
+        stability=S.stability(run_dir / "metrics.csv"),
         train_time_s=round(time.perf_counter() - t0, 1),
         **S.speed(throughput, trainer.world_size, fit_wall_s),
         finished=datetime.now().isoformat(timespec="seconds"),

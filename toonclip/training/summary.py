@@ -7,6 +7,7 @@ import json
 import subprocess
 from datetime import datetime
 from importlib import metadata
+from itertools import pairwise
 from pathlib import Path
 
 import torch
@@ -132,6 +133,15 @@ def record_failure(
     summary.update(
         status="interrupted" if stopped else "failed", error=message, train_time_s=round(seconds, 1)
     )
+    # What the run reached before it stopped (a long run stopped by hand once val PSNR levels
+    # off is the usual case), so compare and eval can read it as for a finished run.
+    metrics_csv = run_dir / "metrics.csv"
+    if _val_rows(metrics_csv):
+        summary.update(
+            best=best_metrics(metrics_csv),
+            **final_and_identity(metrics_csv),
+            stability=stability(metrics_csv),
+        )
     write_summary(run_dir / "summary.json", summary)
 
 
@@ -198,6 +208,25 @@ def final_and_identity(metrics_csv: Path) -> dict:
     return out
 
 
+def stability(metrics_csv: Path) -> dict | None:
+    """How much val PSNR (dB) moved between consecutive validations once the first tenth of the
+    run's steps had passed: `max_change_db` (the largest |change|, >= 0), `after_step` (a tenth
+    of the last validation's step), `validations` (how many were compared). A recipe whose
+    validations swing by a dB or more at small batch has eval-mode outputs that cannot be
+    trusted (docs/recipe.md). None with fewer than two validations after that step."""
+    points: dict[int, float] = {}  # by step: a resumed run's repeated validation counts once
+    for row in _val_rows(metrics_csv):
+        points[int(float(row.get("step") or 0))] = float(row["val/psnr"])
+    if not points:
+        return None
+    after = max(points) // 10
+    psnr = [points[step] for step in sorted(points) if step >= after]
+    if len(psnr) < 2:
+        return None
+    change = max(abs(b - a) for a, b in pairwise(psnr))
+    return {"max_change_db": round(change, 4), "after_step": after, "validations": len(psnr)}
+
+
 def speed(throughput, world_size: int, fit_wall_s: float | None) -> dict:
     """Training speed over all ranks: `train_img_per_s` inside optimiser steps (the inner loop);
     `effective_img_per_s` = `images_trained` / `fit_wall_s`, the wall time of trainer.fit with
@@ -231,6 +260,12 @@ def result_lines(summary: dict) -> str:
         f"  identity: {metrics(ident)} (the face itself as the prediction)\n"
         f"  gain:     PSNR {signed(gain.get('psnr'), ' dB')}, SSIM {signed(gain.get('ssim'), '')}"
         " (final minus identity)\n"
+        + (
+            f"  val PSNR: moved at most {swing['max_change_db']:.2f} dB between the "
+            f"{swing['validations']} validations from step {swing['after_step']} on\n"
+            if (swing := summary.get("stability"))
+            else ""
+        )
         + (
             f"  teacher:  val/psnr {teacher['psnr']}  val/ssim {teacher['ssim']} (student minus "
             f"teacher: {signed(-teacher['drop_psnr'] if teacher['drop_psnr'] is not None else None, ' dB')})\n"
