@@ -3,37 +3,37 @@
 
 Prints training img/s of the configured network four ways, in one process:
   1. data loading alone (cache -> augmentation -> collate through the train loader), no compute;
-  2. a plain PyTorch loop (same generator, loss, optimiser, clipping, precision);
-  3. toonclip's LightningModule under lightning.Trainer;
-  4. effective: a real `toonclip train` fit of warmup + steps steps through the datamodule's own
-     loader (workers, validation at trainer.val_every_n_steps, checkpoints, start-up included):
-     images trained / wall seconds of trainer.fit, as summary.json's effective_img_per_s.
+  2. the compute ceiling: a plain PyTorch loop (same generator, loss, optimiser, clipping,
+     precision, channels_last, compile), batches already on the device, no sync inside the
+     timed window; its warm-up seconds (compilation, with model.compile=true);
+  3. toonclip's LightningModule under lightning.Trainer, timed as real runs time their steps;
+  4. a real `toonclip train` fit of warmup + steps steps through the datamodule's own loader
+     (workers, EMA, validation at trainer.val_every_n_steps, checkpoints, start-up): its inner
+     loop (summary.json's train_img_per_s) and effective img/s (images / wall s of fit).
 Steps 2 and 3 consume the same pre-loaded batches, so data loading is timed apart from compute.
 They alternate for `rounds` rounds (swapping which goes first) and each reports its median, which
 evens out drift on a busy machine. `data_only=true` measures only 1 (e.g. against
 data.num_workers). Other `key=value` go to the training config (e.g. data.root=...,
-trainer.precision=..., model.channels_last=true, trainer.accelerator=gpu, data.num_workers=8).
-Without a data folder, synthetic pairs are used. Everything runs on one device.
+trainer.precision=..., model.channels_last=true, model.compile=true, trainer.accelerator=gpu,
+data.num_workers=8). Without a data folder, synthetic pairs are used. One device. The loops
+are in training/bench_loops.py.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-import lightning as L
 import torch
 
 from toonclip.cli import split_args
 from toonclip.config import compose
 from toonclip.data.datamodule import PairDataModule
 from toonclip.errors import ConfigError
-from toonclip.training.callbacks import Throughput
-from toonclip.training.module import ToonModule
+from toonclip.training.bench_loops import ceiling_loop, effective_fit, lightning_loop
 
 OWN = {
     "size": 128,
@@ -45,99 +45,6 @@ OWN = {
     "out": "",
     "data_only": False,
 }
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def _autocast(precision: str, device: torch.device):
-    if precision.startswith("bf16"):
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    if precision.startswith("16"):
-        return torch.autocast(device.type, dtype=torch.float16)
-    return torch.autocast(device.type, enabled=False)
-
-
-def plain_loop(cfg, batches: list[dict], warmup: int, device: torch.device) -> float:
-    """img/s of a hand-written loop over `batches` (uint8 batches, moved and converted here)."""
-    from hydra.utils import instantiate
-
-    torch.manual_seed(cfg.seed)
-    module = ToonModule(cfg).to(device)  # the same generator and loss objects, no Trainer
-    gen, loss_fn = module.generator, module.loss
-    fmt = torch.channels_last if cfg.model.channels_last else torch.contiguous_format
-    gen.to(memory_format=fmt).train()
-    opt = instantiate(cfg.optim.optimizer)(gen.parameters())
-    scaler = torch.amp.GradScaler(device.type, enabled=cfg.trainer.precision.startswith("16"))
-    images, seconds = 0, 0.0
-    for i, batch in enumerate(batches):
-        _sync(device)
-        t0 = time.perf_counter()
-        face = batch["face"].to(device).float().div_(255).contiguous(memory_format=fmt)
-        cartoon = batch["cartoon"].to(device).float().div_(255).contiguous(memory_format=fmt)
-        with _autocast(cfg.trainer.precision, device):
-            total, _ = loss_fn(gen(face), cartoon)
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(total).backward()
-        if cfg.trainer.gradient_clip_val:
-            scaler.unscale_(opt)
-            torch.nn.utils.clip_grad_norm_(gen.parameters(), cfg.trainer.gradient_clip_val)
-        scaler.step(opt)
-        scaler.update()
-        _sync(device)
-        if i >= warmup:
-            seconds += time.perf_counter() - t0
-            images += face.shape[0]
-    return images / seconds
-
-
-class _Replay:
-    """An iterable over pre-loaded batches (a plain list would be read as several loaders)."""
-
-    def __init__(self, batches: list[dict]):
-        self.batches = batches
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def __iter__(self):
-        return (dict(b) for b in self.batches)  # copies: the module converts batches in place
-
-
-def lightning_loop(cfg, batches: list[dict], warmup: int) -> float:
-    torch.manual_seed(cfg.seed)
-    module = ToonModule(cfg)
-    meter = Throughput(warmup=warmup)
-    trainer = L.Trainer(
-        accelerator=cfg.trainer.accelerator,
-        devices=1,
-        precision=cfg.trainer.precision,
-        max_steps=len(batches),
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
-        gradient_clip_val=cfg.trainer.gradient_clip_val,
-        callbacks=[meter],
-    )
-    trainer.fit(module, train_dataloaders=_Replay(batches))
-    return meter.img_per_s
-
-
-def effective_fit(cfg, steps: int, run_dir: Path) -> dict:
-    """A real `toonclip train` run of `steps` steps into `run_dir`; its summary's speed figures."""
-    from toonclip.training.run import train
-    from toonclip.training.summary import read_summary
-
-    cfg = copy.deepcopy(cfg)
-    cfg.trainer.max_steps = steps
-    cfg.trainer.devices, cfg.trainer.strategy = 1, "auto"
-    summary = read_summary(train(cfg, run_dir) / "summary.json")
-    return {k: summary.get(k) for k in ("effective_img_per_s", "fit_wall_s", "images_trained")}
 
 
 def _parse_own(opts: dict) -> dict:
@@ -187,6 +94,7 @@ def cli(argv: list[str]) -> int:
         "precision": cfg.trainer.precision,
         "channels_last": bool(cfg.model.channels_last),
         "torch_threads": torch.get_num_threads(),
+        "compile": bool(cfg.model.get("compile", False)),
     }
     with tempfile.TemporaryDirectory() as tmp:
         cfg.data.root = _data_root(cfg, Path(tmp))
@@ -196,6 +104,10 @@ def cli(argv: list[str]) -> int:
             result.update(_compute(cfg, own, loader_batches))
             fit = effective_fit(cfg, own["warmup"] + own["steps"], Path(tmp) / "fit")
             result.update(fit)
+            if fit["fit_train_img_per_s"]:
+                result["fit_ratio"] = round(
+                    fit["fit_train_img_per_s"] / result["plain_img_per_s"], 3
+                )
     print(_table(result))
     if own["out"]:
         Path(own["out"]).write_text(json.dumps(result, indent=2) + "\n")
@@ -226,17 +138,24 @@ def _compute(cfg, own: dict, batches: list[dict]) -> dict:
         if accel in ("gpu", "cuda") or (accel == "auto" and torch.cuda.is_available())
         else "cpu"
     )
-    plain, light = [], []
+    plain, light, warm = [], [], []
+
+    def ceiling() -> None:
+        result = ceiling_loop(cfg, batches, own["warmup"], device)
+        plain.append(result["img_per_s"])
+        warm.append(result["warmup_s"])
+
     for r in range(own["rounds"]):
         # Alternate which goes first: the second run of a round inherits a warm allocator.
         if r % 2 == 0:
-            plain.append(plain_loop(cfg, batches, own["warmup"], device))
+            ceiling()
             light.append(lightning_loop(cfg, batches, own["warmup"]))
         else:
             light.append(lightning_loop(cfg, batches, own["warmup"]))
-            plain.append(plain_loop(cfg, batches, own["warmup"], device))
+            ceiling()
     out = {
         "device": str(device),
+        "plain_warmup_s": round(max(warm), 2),
         "plain_img_per_s": round(statistics.median(plain), 2),
         "toonclip_img_per_s": round(statistics.median(light), 2),
         "plain_rounds": [round(x, 2) for x in plain],
@@ -251,16 +170,19 @@ def _table(r: dict) -> str:
         f"bench-train: {r['arch']} / {r['encoder']}, {r['size']} px, batch {r['batch']}, "
         f"{r['timed_steps']} timed steps after {r['warmup_steps']} warm-up, {r['rounds']} rounds, "
         f"{r.get('device', '-')}, {r['precision']}, channels_last={r['channels_last']}, "
-        f"threads {r['torch_threads']}, {r['num_workers']} loader workers",
+        f"threads {r['torch_threads']}, {r['num_workers']} loader workers, compile={r['compile']}",
         "| what | img/s |",
         "|---|---|",
         f"| data loading only (decode cache, augment, collate) | {r['data_img_per_s']} |",
     ]
     if "ratio" in r:
         lines += [
-            f"| plain PyTorch loop (median of {r['plain_rounds']}) | {r['plain_img_per_s']} |",
+            f"| compute ceiling: plain PyTorch loop, batches on the device (median of "
+            f"{r['plain_rounds']}; warm-up {r['plain_warmup_s']} s) | {r['plain_img_per_s']} |",
             f"| toonclip LightningModule + Trainer (median of {r['toonclip_rounds']}) | {r['toonclip_img_per_s']} |",
-            f"| ratio toonclip / plain | {r['ratio']} |",
+            f"| ratio toonclip / ceiling | {r['ratio']} |",
+            f"| toonclip train fit, inside training steps (EMA, logging, checkpoints) | "
+            f"{r['fit_train_img_per_s']} (ratio {r.get('fit_ratio', '-')}) |",
             f"| effective: toonclip train fit, {r['images_trained']} images in {r['fit_wall_s']} s "
             f"(loader, validation, checkpoints, start-up) | {r['effective_img_per_s']} |",
         ]

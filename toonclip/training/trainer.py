@@ -94,25 +94,67 @@ def build_callbacks(
             save_last=True,
             every_n_train_steps=int(cfg.trainer.checkpoint_every_n_steps),
         ),
-        *_timed_checkpoint(ckpt_dir, cfg.trainer.get("checkpoint_every_minutes")),
+        *_timed_checkpoint(
+            ckpt_dir,
+            cfg.trainer.get("checkpoint_every_minutes"),
+            cfg.trainer.get("log_every_n_steps") or 10,
+        ),
         D.ExceptionCheckpoint(dirpath=ckpt_dir, filename="last", floor_step=floor_step),
         FinalValidation(),
         ValidationGrid(run_dir / "grids", n_samples=cfg.grid.n_samples, tile=cfg.grid.tile),
         *recipe_callbacks(cfg),
         PreciseBatchNorm(cfg.precise_bn.batches),
         LearningRateMonitor(logging_interval="step"),
-        RichProgressBar(),
+        LoggedStepProgressBar(),
         *extra_callbacks,
     ]
 
 
-def _timed_checkpoint(ckpt_dir: Path, minutes) -> list[ModelCheckpoint]:
+class LoggedStepProgressBar(RichProgressBar):
+    """Lightning's rich bar, showing the training loss as of the last logging step
+    (`trainer.log_every_n_steps`).
+
+    A metric logged with `prog_bar=True` is read into Python by Lightning after every step
+    (`_LoggerConnector.on_batch_end`), which on a GPU makes the host wait for the step to finish
+    before it may launch the next one: a sync per step. So the module logs `train/loss` without
+    `prog_bar`, and the bar reads it here on logging steps, which read it anyway."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._loss: float | None = None
+
+    def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict:
+        items = super().get_metrics(trainer, pl_module)
+        if trainer.training and trainer.global_step % max(1, trainer.log_every_n_steps) == 0:
+            loss = trainer.callback_metrics.get("train/loss")
+            self._loss = None if loss is None else float(loss)
+        if self._loss is not None:
+            items["train/loss"] = f"{self._loss:.4f}"
+        return items
+
+
+class TimedCheckpoint(ModelCheckpoint):
+    """last.ckpt every `train_time_interval`, with the clock looked at every `check_every_n_steps`
+    steps. Lightning looks on every step and, under DDP, broadcasts rank zero's answer to all
+    ranks each time (a collective and a host sync per step); minutes do not need that."""
+
+    def __init__(self, check_every_n_steps: int = 10, **kwargs):
+        super().__init__(**kwargs)
+        self.check_every_n_steps = max(1, int(check_every_n_steps))
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step % self.check_every_n_steps == 0:
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+
+def _timed_checkpoint(ckpt_dir: Path, minutes, check_every_n_steps: int) -> list[ModelCheckpoint]:
     """last.ckpt also every `minutes` of training: a slow CPU run (or a kill -9 before the first
     step cadence) loses minutes at most, whatever the step cadence."""
     if not minutes:
         return []
     return [
-        ModelCheckpoint(
+        TimedCheckpoint(
+            check_every_n_steps=check_every_n_steps,
             dirpath=ckpt_dir,
             save_top_k=0,
             save_last=True,
