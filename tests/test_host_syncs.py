@@ -72,7 +72,9 @@ def _train_with(monkeypatch, window, overrides):
     monkeypatch.setattr(
         R,
         "build_trainer",
-        lambda cfg, run_dir, extra=(), floor_step=0: build(cfg, run_dir, [*extra, window], floor_step),
+        lambda cfg, run_dir, extra=(), floor_step=0: build(
+            cfg, run_dir, [*extra, window], floor_step
+        ),
     )
     cfg, run_dir, ckpt = R.prepare(overrides)
     return R.train(cfg, run_dir, ckpt_path=ckpt, overrides=overrides)
