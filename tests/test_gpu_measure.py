@@ -15,7 +15,6 @@ import tarfile
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
 
 CPU = ["trainer.accelerator=cpu", "trainer.precision=32-true", "size=32", "model.weights=none"]
