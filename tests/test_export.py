@@ -94,6 +94,15 @@ def test_export_prints_parity_and_fails_above_tolerance(ckpt, tmp_path, capsys):
     assert code == 2 and "parity failed" in only_error(err)
 
 
+def test_a_baked_export_is_held_to_one_grey_level(ckpt, tmp_path, capsys):
+    # uint8 output: a value on a rounding boundary may round either way (1/255 apart), so a
+    # float tolerance below that would refuse a correct export (it did, on an Intel CPU).
+    code, out, _ = run(
+        capsys, f"ckpt={ckpt}", f"out={tmp_path / 'b.onnx'}", "bake=true", "atol=1e-12", "opset=17"
+    )
+    assert code == 0 and "one grey level" in out
+
+
 def test_baked_graph_takes_and_returns_uint8_nhwc_like_stylizer(ckpt, generator, tmp_path):
     from toonclip.export.runtime import ort_session
     from toonclip.inference import Stylizer

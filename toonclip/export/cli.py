@@ -140,13 +140,17 @@ def _export_onnx(generator, cfg, out, size, precision, opts, faces, atol, min_ps
         ops = op_types(fp32)
         hard = sorted(ops & {"HardSwish", "HardSigmoid"})
         diff = parity(generator, fp32, faces)
+        # A baked graph returns uint8: a value that sits on a rounding boundary may round either
+        # way in the two runtimes, one grey level (1/255) apart, whatever the float error.
+        limit = max(atol, 1 / 255 + 1e-6) if bake else atol
         print(
-            f"fp32 ONNX vs PyTorch: max |diff| {diff:.2e} (atol {atol:g}); native ops: "
+            f"fp32 ONNX vs PyTorch: max |diff| {diff:.2e} (atol {limit:g}"
+            f"{', one grey level: uint8 output' if limit > atol else ''}); native ops: "
             f"{', '.join(hard) or 'none'}"
         )
-        if not diff <= atol:
+        if not diff <= limit:
             raise ToonclipError(
-                f"ONNX parity failed: max |diff| {diff:.2e} > atol={atol:g} "
+                f"ONNX parity failed: max |diff| {diff:.2e} > atol={limit:g} "
                 f"({fp32}); re-export with another opset= or raise atol="
             )
         if precision != "fp32":
