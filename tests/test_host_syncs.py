@@ -192,3 +192,24 @@ def test_no_cuda_syncs_between_logging_steps(monkeypatch, tmp_path, synthetic_ro
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["train_img_per_s"] > 0
     assert len(window.watched) == 8
+
+
+def test_the_timed_checkpoint_looks_at_the_clock_every_n_steps(monkeypatch, tmp_path):
+    # Lightning's ModelCheckpoint decides on every step and, under DDP, broadcasts the decision
+    # from rank zero each time; minutes do not need a collective per step.
+    from types import SimpleNamespace
+
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from toonclip.training.trainer import TimedCheckpoint
+
+    looked: list[int] = []
+    monkeypatch.setattr(
+        ModelCheckpoint,
+        "on_train_batch_end",
+        lambda self, trainer, *args: looked.append(trainer.global_step),
+    )
+    timed = TimedCheckpoint(check_every_n_steps=5, dirpath=tmp_path, save_last=True, save_top_k=0)
+    for step in range(1, 13):
+        timed.on_train_batch_end(SimpleNamespace(global_step=step), None, None, None, step)
+    assert looked == [5, 10]
