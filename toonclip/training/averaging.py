@@ -43,8 +43,9 @@ class EMAWeights(WeightAveraging):
     Updates every `every_n_steps` optimiser steps, from step `start_step` on.
 
     The update is Lightning's, minus its host reads: `AveragedModel.update_parameters` tests
-    its device-side counter `n_averaged` in two Python `if`s, and the decay's warm-up needs the
-    count too: three GPU -> host syncs on every training step. Here the count is mirrored in a
+    its device-side counter `n_averaged` in two Python `if`s, and hands it to the decay's
+    warm-up once per dtype group: four GPU -> host syncs on every training step (measured by
+    tests/test_host_syncs.py). Here the count is mirrored in a
     Python int (`updates`, read back from `n_averaged` once when a checkpoint is loaded), and
     `n_averaged` is still incremented on the device so checkpoints keep it.
     """
