@@ -80,21 +80,13 @@ def _train_with(monkeypatch, window, overrides):
     return R.train(cfg, run_dir, ckpt_path=ckpt, overrides=overrides)
 
 
-def _overrides(root, run_dir, *extra):
+def _overrides(tiny_overrides, root, run_dir, *extra):
     return [
-        f"data.root={root}",
-        "data.size=32",
-        "data.batch_size=2",
-        f"run_dir={run_dir}",
-        "model.weights=none",
-        "trainer.max_steps=12",
+        *tiny_overrides(root, run_dir, steps=12),
         "trainer.val_every_n_steps=6",
         "trainer.checkpoint_every_n_steps=6",
         "trainer.checkpoint_every_minutes=0.0001",  # the timed checkpoint looks at the clock too
-        "trainer.num_sanity_val_steps=0",
         f"trainer.log_every_n_steps={LOG_EVERY}",
-        "grid.n_samples=2",
-        "grid.tile=32",
         *extra,
     ]
 
@@ -106,7 +98,7 @@ def test_the_recorder_sees_every_kind_of_read():
     assert len(reads.stacks) == 4
 
 
-def test_no_host_reads_between_logging_steps(monkeypatch, tmp_path, synthetic_root):
+def test_no_host_reads_between_logging_steps(monkeypatch, tmp_path, synthetic_root, tiny_overrides):
     reads: dict[int, list[str]] = {}
     mode: list[HostReads] = []
 
@@ -119,7 +111,7 @@ def test_no_host_reads_between_logging_steps(monkeypatch, tmp_path, synthetic_ro
         mode.pop().__exit__(None, None, None)
 
     window = StepWindow(start, stop)
-    _train_with(monkeypatch, window, _overrides(synthetic_root, tmp_path / "run"))
+    _train_with(monkeypatch, window, _overrides(tiny_overrides, synthetic_root, tmp_path / "run"))
     assert window.watched == [2, 3, 5, 6, 7, 8, 10, 11]
     for step, stacks in reads.items():
         assert not stacks, f"step {step}: {len(stacks)} host reads, the first from\n{stacks[0]}"
@@ -168,7 +160,7 @@ def test_ema_update_count_survives_a_checkpoint():
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_no_cuda_syncs_between_logging_steps(monkeypatch, tmp_path, synthetic_root):
+def test_no_cuda_syncs_between_logging_steps(monkeypatch, tmp_path, synthetic_root, tiny_overrides):
     # "error": any synchronising CUDA call inside a watched step raises, and the run fails.
     window = StepWindow(
         lambda step: torch.cuda.set_sync_debug_mode("error"),
@@ -178,6 +170,7 @@ def test_no_cuda_syncs_between_logging_steps(monkeypatch, tmp_path, synthetic_ro
         monkeypatch,
         window,
         _overrides(
+            tiny_overrides,
             synthetic_root,
             tmp_path / "run",
             "trainer.accelerator=gpu",
