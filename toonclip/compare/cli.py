@@ -158,7 +158,9 @@ def compare(
         from toonclip.export.quantize import load_faces, synthetic_faces
 
         calib = load_faces(faces, 128, limit=8) if faces else synthetic_faces(128, n=8)
-    width = max(8, tile // 7)  # characters per header line at the 13 px header font
+    # Characters per header line: run names (digits, "_", lower case) are ~7.5 px wide each
+    # at the 13 px header font; 8 px keeps a line inside its tile.
+    width = max(8, (tile - 4) // 8)
     cache: dict = {}
     rows, val_cols, face_cols, strips = [], [], [], []
     for run in runs:
