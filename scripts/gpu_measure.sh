@@ -9,9 +9,11 @@
 # (OUT/gpu_measure.tar.gz), so a machine that returns few files returns all of it.
 # Data: $TOONCLIP_DATA (a comics-heroes folder: ffhq/, comics_heroes/, test_images/) and $PEERS
 # (default: $TOONCLIP_DATA/../peer-u2net). MAX_TIME (DD:HH:MM:SS, default 00:00:08:30) caps the
-# training run (COMPILE=0 skips the compile bench); issue 8 caps it at 10 minutes, less leaves room for eval and compare inside one
-# 10-minute command. Extra key=value pairs go to every toonclip command that trains (a CPU dry run:
-# `trainer.accelerator=cpu trainer.precision=32-true size=64 batch=2`; tests/test_gpu_measure.py).
+# training run: issue 8 caps it at 10 minutes, and less leaves room for eval and compare inside
+# one 10-minute command. COMPILE=0 skips the compile bench. Own keys: size= (default 256),
+# batches= ("16 64"), workers= ("1 2 4 8 15"). Other key=value pairs go to every toonclip command
+# that trains (a CPU dry run: `trainer.accelerator=cpu trainer.precision=32-true size=64
+# data.batch_size=2`; tests/test_gpu_measure.py).
 set -euo pipefail
 OUT=${1:?usage: scripts/gpu_measure.sh OUT train|bench [key=value ...]}
 PHASE=${2:?usage: scripts/gpu_measure.sh OUT train|bench [key=value ...]}
@@ -30,7 +32,7 @@ SIZE=$(own size 256 "$@")
 BATCHES=$(own batches "16 64" "$@")
 WORKERS=$(own workers "1 2 4 8 15" "$@")
 EXTRA=()
-for a in "$@"; do [[ $a == size=* || $a == batch=* || $a == batches=* || $a == workers=* ]] || EXTRA+=("$a"); done
+for a in "$@"; do [[ $a == size=* || $a == batches=* || $a == workers=* ]] || EXTRA+=("$a"); done
 
 case $PHASE in
 train)

@@ -37,6 +37,7 @@ from toonclip.training.run import prepare
         ("loss.vgg_weights=bogus", "loss.vgg_weights=bogus"),
         ("loss.pixel_weight=-1", "loss.pixel_weight=-1"),
         ("ema.decay=1.5", "ema.decay=1.5"),
+        ("optim.optimizer.fused=banana", "optim.optimizer.fused=banana: use true"),
         ("model.arch=unetplusplus model.encoder=mit_b0", "cannot use model.encoder=mit_b0"),
     ],
 )

@@ -117,7 +117,7 @@ class ToonModule(L.LightningModule):
             term = shift_consistency(self.generator, batch["face"], pred, self.temporal_shift)
             total = total + self.temporal_weight * term
             parts = {**parts, "temporal": term.detach()}
-        checking = self._should_check_finite(batch_idx)
+        checking = self._should_check_finite()
 
         def check(loss: torch.Tensor, name: str) -> None:
             if checking and not torch.isfinite(loss):
@@ -133,7 +133,7 @@ class ToonModule(L.LightningModule):
         self._log_parts("train", total, parts, batch["face"].shape[0])
         return total
 
-    def _should_check_finite(self, batch_idx: int) -> bool:
+    def _should_check_finite(self) -> bool:
         # The check reads the loss on the host. On a GPU that is a sync in the middle of the step
         # (about 10% of throughput at 256 px), so there it runs only on the steps whose metrics
         # Lightning logs, and so reads on the host anyway (finite_check_every, set at fit start).

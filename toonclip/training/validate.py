@@ -79,6 +79,11 @@ def check_train_values(cfg: DictConfig) -> None:
             "(bf16-mixed on recent GPUs)"
         )
     _positive(cfg, "optim.optimizer.lr", "(e.g. optim.optimizer.lr=1e-3)")
+    fused = OmegaConf.select(cfg, "optim.optimizer.fused", default=None)
+    if fused is not None and not isinstance(fused, bool):
+        raise ConfigError(
+            f"optim.optimizer.fused={fused}: use true (one fused kernel, GPU), false or null"
+        )
     for key in (
         "loss.perceptual_weight",
         "loss.style_weight",
