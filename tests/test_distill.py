@@ -171,7 +171,9 @@ def test_teacher_stays_frozen(synthetic_root, tiny_run):
     }
     pred, total, parts = module.objective(batch)
     total.backward()
-    assert set(parts) == {"teacher_pixel", "teacher_dssim"}  # no paired face, no paired term
+    # No paired face: the paired parts are there (the same keys every step) and are 0.
+    assert set(parts) == {"teacher_pixel", "teacher_dssim", "paired_pixel", "paired_dssim"}
+    assert parts["paired_pixel"] == 0 and parts["paired_dssim"] == 0
     assert all(p.grad is None for p in module.teacher.net.parameters())
     assert all(
         torch.equal(a, b) for a, b in zip(before, module.teacher.net.parameters(), strict=True)
@@ -254,3 +256,55 @@ def test_compare_without_onnx_keeps_its_columns(tiny_run, tmp_path):
     assert "onnx_fp32_ms" not in header and "vs_teacher_psnr" not in header
     with pytest.raises(ConfigError, match="latency=gpu: use latency=torch"):
         compare([str(tiny_run)], out=tmp_path / "cmp2", latency="gpu")
+
+
+class _HostReads(torch.utils._python_dispatch.TorchDispatchMode):
+    """Counts ops that read device values on the host: scalar reads and row selection."""
+
+    READS = {torch.ops.aten._local_scalar_dense.default, torch.ops.aten.nonzero.default}
+
+    def __init__(self):
+        super().__init__()
+        self.reads = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.reads += func in self.READS
+        return func(*args, **(kwargs or {}))
+
+
+def test_paired_loss_is_the_loss_over_paired_faces_without_host_reads():
+    from toonclip.distill.module import paired_loss
+    from toonclip.losses.perceptual import PerceptualStyleLoss
+
+    loss = PerceptualStyleLoss(
+        {"relu1_2": 1.0},
+        perceptual_weight=1.0,
+        style_weight=1.0,
+        pixel_weight=1.0,
+        ssim_weight=1.0,
+        vgg_weights="none",
+    )
+    g = torch.Generator().manual_seed(0)
+    pred = torch.rand(4, 3, 24, 24, generator=g).requires_grad_(True)
+    cartoon = torch.rand(4, 3, 24, 24, generator=g)
+    paired = torch.tensor([True, False, True, False])
+
+    with _HostReads() as reads:
+        total, parts = paired_loss(loss, pred, cartoon, paired)
+    assert reads.reads == 0
+    (grad,) = torch.autograd.grad(total, pred)
+
+    sub = pred.detach()[paired].requires_grad_(True)
+    want, want_parts = loss(sub, cartoon[paired])
+    (want_grad,) = torch.autograd.grad(want, sub)
+    assert torch.allclose(total, want, rtol=1e-5)
+    assert set(parts) == set(want_parts) == {"perceptual", "style", "pixel", "dssim"}
+    for k in parts:
+        assert torch.allclose(parts[k], want_parts[k], rtol=1e-5), k
+    assert torch.allclose(grad[paired], want_grad, rtol=1e-4, atol=1e-9)
+    assert not grad[~paired].any()  # unpaired faces: no gradient at all
+
+    none_paired = torch.zeros(4, dtype=torch.bool)
+    total, _ = paired_loss(loss, pred, cartoon, none_paired)
+    assert total.item() == 0.0
+    assert torch.allclose(paired_loss(loss, pred, cartoon, None)[0], loss(pred, cartoon)[0])

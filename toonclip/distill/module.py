@@ -40,6 +40,25 @@ class FrozenTeacher:
         return self.net.eval()(face).float().clamp_(0, 1)
 
 
+def paired_loss(loss, pred: torch.Tensor, cartoon: torch.Tensor, paired: torch.Tensor | None):
+    """`loss(pred, cartoon)` over the faces that have a real cartoon, without a host sync.
+
+    pred, cartoon: (N, 3, H, W) float [0, 1]; paired: (N,) bool on their device, or None (all
+    paired). Returns (total, parts) as `loss` does; both are 0 for a batch with no paired face.
+
+    Selecting rows (`pred[paired]`, or `if paired.any()`) makes the host wait for the GPU every
+    step. Instead an unpaired face's prediction is swapped for its placeholder cartoon: the pair
+    is then identical, so it adds 0 to every term (L1, 1 - SSIM, VGG features and Gram matrices)
+    and no gradient, and since every term is a mean over equal-sized samples, N / (number paired)
+    times the batch mean is the mean over the paired faces.
+    """
+    if paired is None:
+        return loss(pred, cartoon)
+    total, parts = loss(torch.where(paired.view(-1, 1, 1, 1), pred, cartoon), cartoon)
+    scale = paired.numel() / paired.sum().clamp(min=1)
+    return total * scale, {k: v * scale for k, v in parts.items()}
+
+
 class DistillModule(ToonModule):
     """ToonModule whose targets come from a teacher (see the module docstring).
 
@@ -64,10 +83,8 @@ class DistillModule(ToonModule):
         t_total, t_parts = self.loss(pred, target)
         total = self.teacher_weight * t_total
         parts = {f"teacher_{k}": v for k, v in t_parts.items()}
-        paired = batch.get("paired")
-        if self.paired_weight > 0 and (paired is None or bool(paired.any())):
-            keep = slice(None) if paired is None or bool(paired.all()) else paired
-            p_total, p_parts = self.loss(pred[keep], batch["cartoon"][keep])
+        if self.paired_weight > 0:
+            p_total, p_parts = paired_loss(self.loss, pred, batch["cartoon"], batch.get("paired"))
             total = total + self.paired_weight * p_total
             parts.update({f"paired_{k}": v for k, v in p_parts.items()})
         return pred, total, parts
