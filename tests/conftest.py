@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 torch.set_num_threads(1)
 
@@ -153,3 +155,34 @@ def one_error(err: str) -> str:
     lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1 and "Traceback" not in err, err
     return lines[0]
+
+
+class HostReads(TorchDispatchMode):
+    """Records the stack of every op that makes the host wait for a device value: scalar reads
+    (`aten._local_scalar_dense`, behind `.item()`, `bool()`, `float()`) and ops whose output
+    size depends on the values (`nonzero`, `masked_select`, indexing with a boolean mask). The
+    CPU runs them without waiting, so the tests count them there; on a GPU each one is a sync."""
+
+    READS = (
+        torch.ops.aten._local_scalar_dense.default,
+        torch.ops.aten.nonzero.default,
+        torch.ops.aten.masked_select.default,
+    )
+
+    def __init__(self):
+        super().__init__()
+        self.stacks: list[str] = []
+
+    @staticmethod
+    def _mask_index(func, args) -> bool:
+        return func is torch.ops.aten.index.Tensor and any(
+            i is not None and i.dtype in (torch.bool, torch.uint8) for i in args[1]
+        )
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func in self.READS or self._mask_index(func, args):
+            stack = traceback.format_stack(limit=16)[:-1]
+            # Adam's step counters are host tensors on CUDA too (foreach, not capturable).
+            if not any("in _get_value" in frame for frame in stack):
+                self.stacks.append("".join(stack))
+        return func(*args, **(kwargs or {}))

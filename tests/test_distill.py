@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from conftest import error_line, run_cli
+from conftest import HostReads, error_line, run_cli
 from PIL import Image
 
 from toonclip.errors import ConfigError
@@ -258,20 +258,6 @@ def test_compare_without_onnx_keeps_its_columns(tiny_run, tmp_path):
         compare([str(tiny_run)], out=tmp_path / "cmp2", latency="gpu")
 
 
-class _HostReads(torch.utils._python_dispatch.TorchDispatchMode):
-    """Counts ops that read device values on the host: scalar reads and row selection."""
-
-    READS = {torch.ops.aten._local_scalar_dense.default, torch.ops.aten.nonzero.default}
-
-    def __init__(self):
-        super().__init__()
-        self.reads = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.reads += func in self.READS
-        return func(*args, **(kwargs or {}))
-
-
 def test_paired_loss_is_the_loss_over_paired_faces_without_host_reads():
     from toonclip.distill.module import paired_loss
     from toonclip.losses.perceptual import PerceptualStyleLoss
@@ -289,9 +275,9 @@ def test_paired_loss_is_the_loss_over_paired_faces_without_host_reads():
     cartoon = torch.rand(4, 3, 24, 24, generator=g)
     paired = torch.tensor([True, False, True, False])
 
-    with _HostReads() as reads:
+    with HostReads() as reads:
         total, parts = paired_loss(loss, pred, cartoon, paired)
-    assert reads.reads == 0
+    assert reads.stacks == []
     (grad,) = torch.autograd.grad(total, pred)
 
     sub = pred.detach()[paired].requires_grad_(True)

@@ -10,33 +10,16 @@ the GPU test lets CUDA itself refuse any synchronising call.
 from __future__ import annotations
 
 import itertools
-import traceback
 
 import pytest
 import torch
+from conftest import HostReads
 from lightning.pytorch.callbacks import Checkpoint
 from torch.optim.swa_utils import AveragedModel
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from toonclip.training.averaging import EMAWeights, ema_multi_avg_fn
 
 LOG_EVERY = 5
-
-
-class HostReads(TorchDispatchMode):
-    """Records the stack of every read of a tensor's value into Python."""
-
-    def __init__(self):
-        super().__init__()
-        self.stacks: list[str] = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func is torch.ops.aten._local_scalar_dense.default:
-            stack = traceback.format_stack(limit=16)[:-1]
-            # Adam's step counters are host tensors on CUDA too (foreach, not capturable).
-            if not any("in _get_value" in frame for frame in stack):
-                self.stacks.append("".join(stack))
-        return func(*args, **(kwargs or {}))
 
 
 class StepWindow(Checkpoint):
@@ -95,7 +78,10 @@ def test_the_recorder_sees_every_kind_of_read():
     t = torch.tensor(1.5)
     with HostReads() as reads:
         t.item(), bool(t), float(t), int(t)
-    assert len(reads.stacks) == 4
+        rows = torch.tensor([True, False, True])
+        torch.arange(3)[rows], torch.arange(3)[torch.tensor([0, 2])]  # only the mask counts
+        torch.nonzero(rows), torch.masked_select(torch.arange(3), rows)
+    assert len(reads.stacks) == 7
 
 
 def test_no_host_reads_between_logging_steps(monkeypatch, tmp_path, synthetic_root, tiny_overrides):
