@@ -66,6 +66,25 @@ def test_discriminator_scores_a_patch_map():
     assert patch_map_size(32, 4) == 0  # too deep for 32 px: refused by the config check
 
 
+def test_a_downsampling_discriminator_cannot_see_or_ask_for_a_2px_checker():
+    torch.manual_seed(0)
+    # eval(): in train mode spectral norm's power iteration moves the weights at every call.
+    disc = PatchDiscriminator(ndf=8, n_layers=2, downsample=2).eval()
+    face, cartoon = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
+    assert disc(face, cartoon).shape == (2, 1, 6, 6) and patch_map_size(64, 2, 2) == 6
+    yy, xx = torch.meshgrid(torch.arange(64), torch.arange(64), indexing="ij")
+    checker = ((yy + xx) % 2).float() * 0.2 - 0.1  # +-0.1, period 2 px
+    assert torch.allclose(disc(face, cartoon), disc(face, cartoon + checker), atol=1e-6)
+    fake = cartoon.clone().requires_grad_(True)
+    generator_loss(disc(face, fake)).backward()
+    blocks = fake.grad.unfold(2, 2, 2).unfold(3, 2, 2)  # (N, 3, 32, 32, 2, 2)
+    assert fake.grad.abs().max() > 0
+    assert torch.allclose(blocks, blocks[..., :1, :1].expand_as(blocks))
+    # The full-size discriminator does see it: the default keeps pix2pix's behaviour.
+    full = PatchDiscriminator(ndf=8, n_layers=3).eval()
+    assert not torch.allclose(full(face, cartoon), full(face, cartoon + checker), atol=1e-3)
+
+
 def test_gan_losses_are_scalars_with_the_documented_values():
     half, ones, zeros = (
         torch.full((2, 1, 3, 3), 0.5),
@@ -220,6 +239,8 @@ def test_a_non_finite_loss_still_stops_the_run(synthetic_root, tmp_path):
         ("adversarial.weight=0.1 adversarial.ndf=0", "adversarial.ndf=0: use an integer >= 1"),
         ("adversarial.weight=0.1 adversarial.betas=[0.5]", "adversarial.betas=[0.5]"),
         ("adversarial.weight=0.1 adversarial.n_layers=4", "adversarial.n_layers<=3"),
+        ("adversarial.weight=0.1 adversarial.downsample=0", "adversarial.downsample=0: use an"),
+        ("adversarial.weight=0.1 adversarial.downsample=2", "adversarial.n_layers<=2"),
     ],
 )
 def test_bad_values_fail_in_one_line(synthetic_root, tmp_path, override, needle):

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from toonclip.cli import main
+from toonclip.compare import grids as G
 from toonclip.compare.cli import compare
 from toonclip.compare.plot import pareto_front
 from toonclip.compare.runs import discover
@@ -204,6 +205,38 @@ def test_peer_outputs_sit_beside_the_runs_by_file_name(tiny_run, synthetic_root,
     assert np.abs(tile_at(grid, 2, 0, 2).astype(int) - (200, 30, 40)).max() <= 2
     assert tuple(tile_at(grid, 2, 1, 2)[-3, -3]) == (90, 90, 90)
     assert "beside the outputs in" in (out / "index.html").read_text()
+    assert f"texture x1000 at {tiny_size(tiny_run)} px" in (out / "index.html").read_text()
+
+
+def tiny_size(run: Path) -> int:
+    return Stylizer.from_checkpoint(run).size
+
+
+def test_a_checkpoint_file_is_drawn_beside_its_run(tiny_run, tmp_path):
+    """RUN/checkpoints/last.ckpt draws the end of training, named run@last, beside best.ckpt."""
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    summary = json.loads((run / "summary.json").read_text())
+    summary["best"]["val/psnr"], summary["final"]["val/psnr"] = 21.0, 19.5
+    (run / "summary.json").write_text(json.dumps(summary))
+    runs = discover([run, run / "checkpoints" / "last.ckpt"])
+    assert [r.name for r in runs] == ["run", "run@last"]
+    assert [r.checkpoint.name for r in runs] == ["best.ckpt", "last.ckpt"]
+    assert [r.psnr for r in runs] == [21.0, 19.5]  # the figure of the checkpoint drawn
+    assert G.header(runs[1], 20).splitlines()[:3] == ["run", "@last", "PSNR 19.50 dB"]
+    assert discover([run / "checkpoints" / "best.ckpt"])[0].name == "run"
+
+
+def test_checker_lines_read_every_column_at_one_size():
+    """A column at another size is resized to the measuring size; a run that did not load (None)
+    keeps its header: its placeholder tiles are not a model's texture."""
+    yy, xx = np.mgrid[:32, :32]
+    checker = np.repeat((((yy + xx) % 2) * 50 + 100)[..., None], 3, 2).astype(np.uint8)
+    large = np.tile(checker, (2, 2, 1))  # 64 px: area-resized to 32 px, each 2x2 block averages out
+    columns = [("run", [checker]), ("peer", [large]), ("failed", [checker])]
+    got = [h for h, _ in G.with_checker(columns, [32, 1, None], 32)]
+    # 100/150 alternating: a +-25 checker around 125, 25/255 = 0.098.
+    assert got == ["run\nchecker 98.0", "peer\nchecker 0.0", "failed"]
 
 
 def test_an_interrupted_run_is_drawn_from_its_checkpoint(tiny_run, synthetic_root, tmp_path):
@@ -277,8 +310,6 @@ def test_gflops_counted_on_meta_match_a_cpu_pass():
 def test_eval_figures_and_gain_over_identity(tmp_path):
     """eval.json (newest wins) or summary.json final+identity give the gain columns; else '-'."""
     import os
-
-    from toonclip.compare import grids as G
 
     def make_run(name: str, summary: dict) -> Path:
         run = tmp_path / "runs" / name

@@ -19,7 +19,7 @@ from torchmetrics.functional.image import (
 
 from toonclip.cli import main
 from toonclip.evaluation import PSNR_CAP_DB, evaluate, score
-from toonclip.evaluation.metrics import to_tensor
+from toonclip.evaluation.metrics import checker_energy, to_tensor
 from toonclip.inference import load_checkpoint
 
 SIZE = 32  # tiny_run's data.size; its 64 px synthetic pairs are area-resized to it
@@ -137,6 +137,20 @@ def test_doing_nothing_scores_the_identity_and_a_perfect_model_the_cap(synthetic
     t = to_tensor(cartoons[:2])
     assert score(t + 0.5, t) == score((t + 0.5).clamp(0, 1), t)
     assert score(t[0], t[0])["psnr"] == [PSNR_CAP_DB]  # a single (3, H, W) image
+
+
+def test_checker_energy_reads_pixel_noise_not_outlines():
+    flat = torch.full((3, 16, 16), 0.5)
+    yy, xx = torch.meshgrid(torch.arange(16), torch.arange(16), indexing="ij")
+    checker = ((yy + xx) % 2).float() * 0.2 - 0.1  # a +-0.1 checker, period 2 px
+    edges = flat.clone()
+    edges[:, 8:] = 1.0  # a horizontal outline
+    edges[:, :, 4] = 0.0  # and a vertical one, 1 px wide
+    got = checker_energy(torch.stack([flat, flat + checker, edges]))
+    assert got[0] == 0 and got[1] == pytest.approx(0.1)
+    assert got[2] < 0.01  # only the two crossings respond: 4 of 225 positions
+    noise = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    assert checker_energy(noise)[0] > 0.1  # uniform noise: mean |sum of 4| / 4 ~ 0.14
 
 
 @pytest.fixture

@@ -184,6 +184,27 @@ def test_last_checkpoint_also_has_a_wall_time_cadence(tmp_path):
     assert not [c for c in build_callbacks(cfg, tmp_path) if getattr(c, "_train_time_interval", 0)]
 
 
+def test_the_step_and_the_timed_cadence_share_one_last_checkpoint(
+    tmp_path, synthetic_root, tiny_overrides
+):
+    """Both write last.ckpt. With Lightning's version counter the second writer would go to
+    last-v1.ckpt, which a resume never reads: its saves would be lost (and the run folder would
+    hold a second full checkpoint)."""
+    from toonclip.training.run import train
+
+    overrides = [
+        *tiny_overrides(synthetic_root, tmp_path / "run", steps=4),
+        "trainer.checkpoint_every_n_steps=2",
+        "trainer.checkpoint_every_minutes=0.0001",
+        "trainer.log_every_n_steps=1",
+    ]
+    cfg, run_dir, ckpt = prepare(overrides)
+    train(cfg, run_dir, ckpt_path=ckpt, overrides=overrides)
+    names = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    assert names == ["best.ckpt", "last.ckpt"]
+    assert checkpoint_step(run_dir / "checkpoints" / "last.ckpt") == 4
+
+
 def _write_steps(path, steps, tag):
     path.write_text("step,val\n" + "".join(f"{s},{tag}\n" for s in steps))
 

@@ -1,4 +1,7 @@
-"""`toonclip compare SWEEP_DIR|RUN_DIR... [out=DIR] [faces=DIR [peers=DIR,...]] [n=N] ...`.
+"""`toonclip compare SWEEP_DIR|RUN_DIR|CKPT... [out=DIR] [faces=DIR [peers=DIR,...]] [n=N] ...`.
+
+A run is drawn from its best.ckpt (best val PSNR); RUN/checkpoints/last.ckpt draws the end of
+training instead, as a column named RUN@last (runs/discover).
 
 Writes into `out` (default `<SWEEP_DIR>/compare` for one input, else
 `experiments/compare/<timestamp>`):
@@ -40,8 +43,8 @@ from toonclip.inference import Stylizer, load_checkpoint
 from toonclip.visual import save_png
 
 USAGE = (
-    "usage: toonclip compare SWEEP_DIR|RUN_DIR... [out=DIR] [faces=DIR [peers=DIR,...]] "
-    "[n=N] [tile=PX] "
+    "usage: toonclip compare SWEEP_DIR|RUN_DIR|RUN/checkpoints/last.ckpt... [out=DIR] "
+    "[faces=DIR [peers=DIR,...]] [n=N] [tile=PX] "
     "[data.root=DIR] [latency=torch|onnx] [latency_runs=N] [threads=N] [strip_max=N]"
 )
 INTS = {"n": 1, "tile": 32, "latency_runs": 0, "threads": 1, "strip_max": 1}  # name -> minimum
@@ -162,9 +165,10 @@ def compare(
     # at the 13 px header font; 8 px keeps a line inside its tile.
     width = max(8, (tile - 4) // 8)
     cache: dict = {}
-    rows, val_cols, face_cols, strips = [], [], [], []
+    rows, val_cols, face_cols, strips, sizes = [], [], [], [], []
     for run in runs:
         generator, size, reason = _load(run)
+        sizes.append(size if generator is not None else None)
         head = G.header(run, width)
         if generator is not None:
             stylizer = Stylizer(generator, size)
@@ -204,13 +208,22 @@ def compare(
         faces_note=faces_note,
         strips=strips,
     )
+    # Pixel-scale texture under every column, all at one size (the first loaded run's, else the
+    # tile): where a model adds checker or speckle noise, it shows against the peers' flat shading.
+    size = next((s for s in sizes if s), tile)
     if val_faces:
-        save_png(G.comparison_grid(val_faces, val_targets, val_cols, tile), out / "compare_val.png")
-        page.val_grid = "compare_val.png"
+        columns = G.with_checker(val_cols, sizes, size)
+        labels = G.with_checker([("face", val_faces), ("target", val_targets)], [1, 1], size)
+        grid = G.comparison_grid(val_faces, val_targets, columns, tile, [h for h, _ in labels])
+        save_png(grid, out / "compare_val.png")
+        page.val_grid, page.val_note = "compare_val.png", f"{val_note}. {G.checker_note(size)}"
     if test_faces:
-        grid = G.comparison_grid(test_faces, None, face_cols + peer_cols, tile)
+        columns = G.with_checker(face_cols + peer_cols, sizes + [1] * len(peer_cols), size)
+        face = G.with_checker([("face", test_faces)], [1], size)[0][0]
+        grid = G.comparison_grid(test_faces, None, columns, tile, (face, ""))
         save_png(grid, out / "compare_faces.png")
         page.faces_grid = "compare_faces.png"
+        page.faces_note = f"{faces_note}. {G.checker_note(size)}"
     write_page(page, out / "index.html")
     log(f"comparison: {out / 'index.html'}")
     return out / "index.html"

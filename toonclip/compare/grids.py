@@ -17,6 +17,7 @@ from PIL import Image, ImageDraw, ImageFont
 from toonclip.compare.runs import Run, cfg_get
 from toonclip.data.io import center_square, is_image_file, load_rgb, resize
 from toonclip.errors import DataError
+from toonclip.evaluation.metrics import checker_energy, to_tensor
 from toonclip.inference import Stylizer
 from toonclip.visual import make_grid
 
@@ -95,11 +96,33 @@ def predict(stylizer: Stylizer, faces: list[np.ndarray]) -> list[np.ndarray]:
     return [stylizer(np.array(resize(face, stylizer.size))) for face in faces]
 
 
+def with_checker(columns, sizes, size: int) -> list[tuple[str, list[np.ndarray]]]:
+    """(header, images) columns with a last header line "checker X": the images' mean checker
+    energy (metrics.checker_energy, x1000), each image resized to `size` first so that columns
+    at other sizes are read alike. A column whose entry in `sizes` is None (a run that did
+    not load: its tiles are placeholders) keeps its header as it is."""
+    out = []
+    for (head, images), loaded in zip(columns, sizes, strict=True):
+        if loaded is not None and images:
+            stack = to_tensor(np.stack([resize(image, size) for image in images]))
+            head = f"{head}\nchecker {1000 * float(np.mean(checker_energy(stack))):.1f}"
+        out.append((head, images))
+    return out
+
+
+def checker_note(size: int) -> str:
+    return (
+        f"'checker' under a column: its pixel-scale texture x1000 at {size} px (mean |2x2 "
+        "checker filter|, toonclip.evaluation.metrics.checker_energy); checker and speckle "
+        "noise raise it, flat shading and straight outlines do not"
+    )
+
+
 def header(run: Run, width: int) -> str:
     """Column header: the run name wrapped to `width` characters, then its PSNR and its PSNR gain
     over the identity baseline (when known), or its status."""
     lines = []
-    for part in run.name.split("__"):
+    for part in run.name.replace("@", "__@").split("__"):  # run@last: "@last" on its own line
         lines += textwrap.wrap(part, width) or [""]
     gain = run.evaluation.get("gain_psnr")
     if run.status != "failed" and run.psnr is not None:
@@ -133,9 +156,12 @@ def comparison_grid(
     targets: list[np.ndarray] | None,
     columns: list[tuple[str, list[np.ndarray]]],
     tile: int,
+    labels: tuple[str, str] = ("face", "target"),
 ) -> np.ndarray:
-    """Rows = faces; columns = face | target (if any) | one column per (header, images)."""
-    headers = ["face"] + (["target"] if targets else []) + [h for h, _ in columns]
+    """Rows = faces; columns = face | target (if any) | one column per (header, images).
+
+    labels: the face and target columns' headers."""
+    headers = [labels[0]] + ([labels[1]] if targets else []) + [h for h, _ in columns]
     rows = []
     for i, face in enumerate(faces):
         row = [face] + ([targets[i]] if targets else [])

@@ -28,6 +28,7 @@ class Run:
     summary: dict[str, Any] = field(default_factory=dict)
     cfg: DictConfig | None = None
     evaluation: dict[str, Any] = field(default_factory=dict)  # see read_evaluation
+    ckpt_file: Path | None = None  # a checkpoint named on the command line, else best/last
 
     @property
     def best(self) -> dict[str, Any]:
@@ -41,8 +42,15 @@ class Run:
         return val_stability(self.path / "metrics.csv")
 
     @property
+    def drawn_last(self) -> bool:
+        """A checkpoint other than best.ckpt was asked for (last.ckpt: the end of training)."""
+        return self.ckpt_file is not None and self.ckpt_file.name != "best.ckpt"
+
+    @property
     def psnr(self) -> float | None:
-        value = self.best.get("val/psnr")
+        """Val PSNR of the checkpoint drawn: the best, or the final validation's for last.ckpt."""
+        source = (self.summary.get("final") or {}) if self.drawn_last else self.best
+        value = source.get("val/psnr") if isinstance(source, dict) else None
         return float(value) if value is not None else None
 
     @property
@@ -53,7 +61,9 @@ class Run:
 
     @property
     def checkpoint(self) -> Path | None:
-        """best.ckpt, else last.ckpt, else None."""
+        """The checkpoint named on the command line, else best.ckpt, else last.ckpt, else None."""
+        if self.ckpt_file is not None:
+            return self.ckpt_file if self.ckpt_file.is_file() else None
         if self.path is None:
             return None
         for name in ("best.ckpt", "last.ckpt"):
@@ -165,7 +175,11 @@ def _sweep_runs(folder: Path) -> list[Run]:
 def discover(paths: list[str | Path]) -> list[Run]:
     """Runs from sweep folders, run folders, folders holding runs, or checkpoint files, in order.
 
-    Names stay unique across inputs (a clash is prefixed with the parent folder's name).
+    A checkpoint file (RUN/checkpoints/last.ckpt) draws that checkpoint instead of best.ckpt,
+    and a name other than best.ckpt is appended to the run's ("run@last"), so a run can sit
+    beside itself: the best val PSNR and the end of training differ where the look is not what
+    PSNR selects (the adversarial term). Names stay unique across inputs (a clash is prefixed
+    with the parent folder's name).
     """
     if not paths:
         raise DataError("no runs given; pass SWEEP_DIR or RUN_DIR (one or more)")
@@ -173,7 +187,12 @@ def discover(paths: list[str | Path]) -> list[Run]:
     for raw in paths:
         path = Path(raw)
         if path.is_file() and path.suffix == ".ckpt" and path.parent.name == "checkpoints":
-            path = path.parent.parent
+            run = load_run(path.parent.parent)
+            run.ckpt_file = path
+            if run.drawn_last:
+                run.name = f"{run.name}@{path.stem}"
+            runs.append(run)
+            continue
         if path.is_file() and path.name == INDEX_JSON:
             path = path.parent
         if not path.is_dir():

@@ -55,6 +55,21 @@ def score(pred: torch.Tensor, target: torch.Tensor) -> dict[str, list[float]]:
     return {"psnr": psnr.tolist(), "ssim": ssim.reshape(-1).tolist(), "l1": l1.tolist()}
 
 
+def checker_energy(images: torch.Tensor) -> list[float]:
+    """Pixel-scale texture of each image: mean |x00 - x01 - x10 + x11| / 4 over 2x2 neighbours.
+
+    images: (N, 3, H, W) or (3, H, W) float RGB in [0, 1], H, W >= 2. Returns N floats in
+    [0, 1]: the amplitude of a 2 px checker added to a flat image, 0 for flat images and for
+    straight horizontal or vertical edges (the filter cancels them), so it reads the speckle and
+    checker noise that generators add, not the outlines a cartoon should have. Scale matters:
+    compare images at one size (at 128 px: ~0.005 for the faces, ~0.0025 for U2-Net's clean
+    cartoons of them).
+    """
+    x = _batch(images).clamp(0, 1)
+    response = x[..., :-1, :-1] - x[..., :-1, 1:] - x[..., 1:, :-1] + x[..., 1:, 1:]
+    return (response.abs() / 4).flatten(1).mean(1).tolist()
+
+
 def to_tensor(images: np.ndarray) -> torch.Tensor:
     """(N, H, W, 3) uint8 RGB -> (N, 3, H, W) float in [0, 1]."""
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255)

@@ -59,7 +59,10 @@ class ToonModule(L.LightningModule):
         self.discriminator = None  # weight 0: nothing is built, automatic optimisation as ever
         if self.adv_weight > 0:
             self.discriminator = PatchDiscriminator(
-                6, int(adv.get("ndf", 32)), int(adv.get("n_layers", 3))
+                6,
+                int(adv.get("ndf", 32)),
+                int(adv.get("n_layers", 3)),
+                int(adv.get("downsample", 1)),
             )
             self.adv_loss = str(adv.get("loss", "lsgan"))
             self.adv_start_step = int(adv.get("start_step", 0))

@@ -87,12 +87,15 @@ def build_callbacks(
             auto_insert_metric_name=False,
             enable_version_counter=False,
         ),
-        # last.ckpt every N steps: a killed run loses at most N steps.
+        # last.ckpt every N steps: a killed run loses at most N steps. This and the timed
+        # checkpoint share last.ckpt (newest wins): with Lightning's version counter the second
+        # writer went to last-v1.ckpt, which resume never reads.
         ModelCheckpoint(
             dirpath=ckpt_dir,
             save_top_k=0,
             save_last=True,
             every_n_train_steps=int(cfg.trainer.checkpoint_every_n_steps),
+            enable_version_counter=False,
         ),
         *_timed_checkpoint(
             ckpt_dir,
@@ -159,6 +162,7 @@ def _timed_checkpoint(ckpt_dir: Path, minutes, check_every_n_steps: int) -> list
             save_top_k=0,
             save_last=True,
             train_time_interval=timedelta(minutes=float(minutes)),
+            enable_version_counter=False,
         )
     ]
 

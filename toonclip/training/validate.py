@@ -136,6 +136,7 @@ def check_adversarial(cfg: DictConfig) -> None:
         raise ConfigError(f"adversarial.loss={kind}: use one of {', '.join(GAN_LOSSES)}")
     _int(cfg, "adversarial.ndf", 1, "(the first layer's width, e.g. adversarial.ndf=32)")
     layers = _int(cfg, "adversarial.n_layers", 1, "(strided convs, e.g. adversarial.n_layers=3)")
+    down = _int(cfg, "adversarial.downsample", 1, "(1: full size; 2: half, e.g. with n_layers=2)")
     _int(cfg, "adversarial.start_step", 0, "(0: from the first step)")
     betas = OmegaConf.select(cfg, "adversarial.betas", default=[0.5, 0.999])
     if not (
@@ -145,11 +146,12 @@ def check_adversarial(cfg: DictConfig) -> None:
     ):
         raise ConfigError(f"adversarial.betas={betas}: use two numbers in [0, 1), e.g. [0.5,0.999]")
     size = int(cfg.data.size)
-    if patch_map_size(size, layers) < 1:
-        most = max(n for n in range(1, 8) if patch_map_size(size, n) >= 1)
+    if patch_map_size(size, layers, down) < 1:
+        fits = [n for n in range(1, 8) if patch_map_size(size, n, down) >= 1]
+        fix = f"use adversarial.n_layers<={max(fits)}" if fits else "use a smaller downsample"
         raise ConfigError(
-            f"adversarial.n_layers={layers} with data.size={size}: the discriminator's patch "
-            f"map would be empty; use adversarial.n_layers<={most}"
+            f"adversarial.n_layers={layers}, downsample={down} with data.size={size}: the "
+            f"discriminator's patch map would be empty; {fix}"
         )
 
 
@@ -204,7 +206,7 @@ def check_resume(cfg: DictConfig, run_dir: Path) -> None:
         )
     keys = ("model.arch", "model.encoder", "model.residual", "model.decoder_width")
     if now:
-        keys += ("adversarial.ndf", "adversarial.n_layers")
+        keys += ("adversarial.ndf", "adversarial.n_layers", "adversarial.downsample")
     for key in keys:
         before, now = OmegaConf.select(saved, key), OmegaConf.select(cfg, key)
         if before is not None and before != now:
