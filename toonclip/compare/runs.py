@@ -198,7 +198,8 @@ def discover(paths: list[str | Path]) -> list[Run]:
         if not path.is_dir():
             raise DataError(
                 f"{path} does not exist or is not a folder; pass a sweep folder "
-                "(with sweep_index.json) or a run folder (with summary.json)"
+                "(with sweep_index.json), a run folder (with summary.json) or a checkpoint "
+                "(RUN/checkpoints/last.ckpt)"
             )
         if (path / INDEX_JSON).is_file():
             runs += _sweep_runs(path)
