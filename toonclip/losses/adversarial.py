@@ -23,8 +23,9 @@ class PatchDiscriminator(nn.Module):
 
     forward(face, cartoon): both (N, 3, H, W) float, nominally in [0, 1] (the generator's
     unclamped output is passed as is, so its gradient is not cut at the range ends); mapped to
-    [-1, 1] inside. Returns (N, 1, H / 2**n_layers - 2, W / 2**n_layers - 2) raw scores, one per
-    overlapping patch (70x70 px receptive field for n_layers=3): 6x6 at 64 px, 14x14 at 128 px.
+    [-1, 1] inside. Returns (N, 1, H / (k 2**n_layers) - 2, W / (k 2**n_layers) - 2) raw scores
+    (k = `downsample`, 1 by default), one per overlapping patch (70x70 px receptive field for
+    n_layers=3, k=1): 6x6 at 64 px, 14x14 at 128 px (`patch_map_size`).
 
     Layers: `n_layers` strided 4x4 convs (widths ndf, 2ndf, 4ndf, ... up to 8ndf), one stride-1
     4x4 conv, a 4x4 conv to one channel; LeakyReLU 0.2 between. Every conv is spectrally
