@@ -45,8 +45,8 @@ train)
   $TOONCLIP eval ckpt="$RUN" out="$RUN/eval_val" 2>&1 | tee "$OUT/eval.log"
   cp "$RUN/eval_val/eval.json" "$OUT/json/eval.json"
   note "compare beside U2-Net (best and last checkpoints), and on the unpaired test faces"
-  $TOONCLIP compare "$RUN" "$RUN/checkpoints/last.ckpt" faces="$PEERS/faces" peers="$PEERS/u2net,$PEERS/u2netp" \
-    tile="$SIZE" latency_runs=0 out="$RUN/compare_peers" 2>&1 | tail -3
+  $TOONCLIP compare "$RUN" "$RUN/checkpoints/last.ckpt" faces="$PEERS/faces" \
+    peers="$PEERS/u2net,$PEERS/u2netp" tile="$SIZE" latency_runs=0 out="$RUN/compare_peers" 2>&1 | tail -3
   $TOONCLIP compare "$RUN" faces="$DATA/test_images" tile=128 latency_runs=0 \
     out="$RUN/compare_test" 2>&1 | tail -3
   tar -czf "$OUT/gpu_measure.tar.gz" -C "$OUT" --exclude='*.ckpt' --exclude='tb' gpu_256

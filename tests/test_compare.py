@@ -228,13 +228,13 @@ def test_a_checkpoint_file_is_drawn_beside_its_run(tiny_run, tmp_path):
 
 
 def test_checker_lines_read_every_column_at_one_size():
-    """A column at another size is resized to the measuring size; a run that did not load (None)
-    keeps its header: its placeholder tiles are not a model's texture."""
+    """A column at another size is resized to the measuring size; a run that did not load
+    (drawn False) keeps its header: its placeholder tiles are not a model's texture."""
     yy, xx = np.mgrid[:32, :32]
     checker = np.repeat((((yy + xx) % 2) * 50 + 100)[..., None], 3, 2).astype(np.uint8)
     large = np.tile(checker, (2, 2, 1))  # 64 px: area-resized to 32 px, each 2x2 block averages out
     columns = [("run", [checker]), ("peer", [large]), ("failed", [checker])]
-    got = [h for h, _ in G.with_checker(columns, [32, 1, None], 32)]
+    got = [h for h, _ in G.with_checker(columns, 32, [True, True, False])]
     # 100/150 alternating: a +-25 checker around 125, 25/255 = 0.098.
     assert got == ["run\nchecker 98.0", "peer\nchecker 0.0", "failed"]
 

@@ -211,15 +211,16 @@ def compare(
     # Pixel-scale texture under every column, all at one size (the first loaded run's, else the
     # tile): where a model adds checker or speckle noise, it shows against the peers' flat shading.
     size = next((s for s in sizes if s), tile)
+    drawn = [s is not None for s in sizes]
     if val_faces:
-        columns = G.with_checker(val_cols, sizes, size)
-        labels = G.with_checker([("face", val_faces), ("target", val_targets)], [1, 1], size)
-        grid = G.comparison_grid(val_faces, val_targets, columns, tile, [h for h, _ in labels])
+        columns = G.with_checker(val_cols, size, drawn)
+        labels = G.with_checker([("face", val_faces), ("target", val_targets)], size)
+        grid = G.comparison_grid(val_faces, val_targets, columns, tile, tuple(h for h, _ in labels))
         save_png(grid, out / "compare_val.png")
         page.val_grid, page.val_note = "compare_val.png", f"{val_note}. {G.checker_note(size)}"
     if test_faces:
-        columns = G.with_checker(face_cols + peer_cols, sizes + [1] * len(peer_cols), size)
-        face = G.with_checker([("face", test_faces)], [1], size)[0][0]
+        columns = G.with_checker(face_cols + peer_cols, size, drawn + [True] * len(peer_cols))
+        face = G.with_checker([("face", test_faces)], size)[0][0]
         grid = G.comparison_grid(test_faces, None, columns, tile, (face, ""))
         save_png(grid, out / "compare_faces.png")
         page.faces_grid = "compare_faces.png"

@@ -96,14 +96,14 @@ def predict(stylizer: Stylizer, faces: list[np.ndarray]) -> list[np.ndarray]:
     return [stylizer(np.array(resize(face, stylizer.size))) for face in faces]
 
 
-def with_checker(columns, sizes, size: int) -> list[tuple[str, list[np.ndarray]]]:
+def with_checker(columns, size: int, drawn=None) -> list[tuple[str, list[np.ndarray]]]:
     """(header, images) columns with a last header line "checker X": the images' mean checker
     energy (metrics.checker_energy, x1000), each image resized to `size` first so that columns
-    at other sizes are read alike. A column whose entry in `sizes` is None (a run that did
-    not load: its tiles are placeholders) keeps its header as it is."""
+    at other sizes are read alike. `drawn`: one flag per column (default all); a False column
+    (a run that did not load: its tiles are placeholders) keeps its header as it is."""
     out = []
-    for (head, images), loaded in zip(columns, sizes, strict=True):
-        if loaded is not None and images:
+    for i, (head, images) in enumerate(columns):
+        if images and (drawn is None or drawn[i]):
             stack = to_tensor(np.stack([resize(image, size) for image in images]))
             head = f"{head}\nchecker {1000 * float(np.mean(checker_energy(stack))):.1f}"
         out.append((head, images))
