@@ -174,6 +174,21 @@ def test_photometric_changes_touch_the_face_only():
     assert not np.array_equal(f, face)
 
 
+def test_face_noise_has_the_configured_strength_and_spares_the_cartoon():
+    face, cartoon = _marker_pair()
+    still = {**AUG, "crop_scale": [1.0, 1.0], "crop_ratio": [1.0, 1.0], "hflip_p": 0.0}
+    still.update(affine_p=0.0, color_jitter=None)
+    aug = PairAugment(96, {**still, "face_noise": {"std": [0.04, 0.05], "p": 1.0}}, train=True)
+    f, c = aug(face, cartoon)
+    assert np.array_equal(c, cartoon)
+    # The face's flat background (away from the 255 marker, which clips) carries the noise.
+    diff = f[80:, 60:].astype(float) - face[80:, 60:]
+    assert 0.035 * 255 < diff.std() < 0.055 * 255
+    assert abs(diff.mean()) < 1.0
+    off = PairAugment(96, {**still, "face_noise": {"std": [0.04, 0.05], "p": 0.0}}, train=True)
+    assert np.array_equal(off(face, cartoon)[0], face)
+
+
 def test_datamodule_batches_are_uint8_and_val_is_deterministic(synthetic_root, tmp_path):
     dm = PairDataModule(str(synthetic_root), size=32, batch_size=4, augment=AUG)
     dm.setup("fit")

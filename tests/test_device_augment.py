@@ -65,6 +65,22 @@ def test_colour_jitter_changes_the_face_only():
     assert (jf - pf).abs().mean() > 0.01
 
 
+def test_face_noise_has_the_configured_strength_and_spares_the_cartoon():
+    face = smooth_batch() * 0.5 + 0.25  # away from 0 and 1, so clamping does not cut the noise
+    cfg = {**STRONG, "face_noise": {"std": [0.04, 0.05], "p": 1.0}}
+    nf, nc = BatchPairAugment(32, cfg, seed=3)(face, face.clone())
+    pf, pc = BatchPairAugment(32, STRONG, seed=3)(face, face.clone())
+    torch.testing.assert_close(nc, pc)  # same geometry, cartoon untouched
+    std = (nf - pf).flatten(1).std(1)
+    assert ((std > 0.035) & (std < 0.055)).all(), std
+    many = face.repeat(4, 1, 1, 1)
+    half = {**STRONG, "face_noise": {"std": [0.04, 0.05], "p": 0.5}}
+    hf, _ = BatchPairAugment(32, half, seed=3)(many, many.clone())
+    plain, _ = BatchPairAugment(32, STRONG, seed=3)(many, many.clone())
+    touched = (hf - plain).abs().flatten(1).amax(1) > 0
+    assert 0 < touched.sum() < touched.numel()
+
+
 def test_training_with_augmentation_on_the_device(tmp_path, synthetic_root, tiny_overrides):
     from toonclip.training.run import prepare, train
 

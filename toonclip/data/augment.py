@@ -2,7 +2,8 @@
 
 Geometry runs through albumentations' ReplayCompose on the face; the recorded parameters are then
 replayed on the cartoon, so a crop, flip or rotation lands on the same pixels in both images.
-Photometric changes (colour jitter) touch only the face: the target cartoon style must not drift.
+Photometric changes (colour jitter, noise) touch only the face: the target cartoon style must not
+drift, and noise on the input alone teaches the network that skin texture is not worth drawing.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 # Used for any key the config leaves out (the config file holds the real defaults).
 DEFAULTS = {
     "crop_scale": (0.7, 1.0), "crop_ratio": (0.9, 1.1), "hflip_p": 0.5, "affine_p": 0.5,
-    "rotate": 10.0, "scale": (0.95, 1.05), "translate": 0.03, "color_jitter": None,
+    "rotate": 10.0, "scale": (0.95, 1.05), "translate": 0.03, "color_jitter": None, "face_noise": None,
 }  # fmt: skip
 
 
@@ -45,12 +46,17 @@ def build_geometric(size: int, cfg: Mapping, train: bool) -> A.ReplayCompose:
 
 
 def build_photometric(cfg: Mapping, train: bool) -> A.Compose | None:
-    """Colour jitter for the face, or None when off (validation, or p == 0)."""
-    jitter = cfg.get("color_jitter") or {}
-    if not train or not jitter or jitter.get("p", 0) <= 0:
+    """Colour jitter and Gaussian noise for the face, or None when both are off (validation, p 0).
+
+    `face_noise.std` is a [low, high] range of the noise's standard deviation as a fraction of
+    full scale (0.05 = 12.75 grey levels), drawn per image; independent per channel.
+    """
+    if not train:
         return None
-    return A.Compose(
-        [
+    steps = []
+    jitter = cfg.get("color_jitter") or {}
+    if jitter and jitter.get("p", 0) > 0:
+        steps.append(
             A.ColorJitter(
                 brightness=jitter["brightness"],
                 contrast=jitter["contrast"],
@@ -58,8 +64,18 @@ def build_photometric(cfg: Mapping, train: bool) -> A.Compose | None:
                 hue=jitter["hue"],
                 p=jitter["p"],
             )
-        ]
-    )
+        )
+    noise = cfg.get("face_noise") or {}
+    if noise and noise.get("p", 0) > 0:
+        steps.append(
+            A.GaussNoise(
+                std_range=tuple(noise["std"]),
+                mean_range=(0.0, 0.0),
+                per_channel=True,
+                p=noise["p"],
+            )  # fmt: skip
+        )
+    return A.Compose(steps) if steps else None
 
 
 class PairAugment:

@@ -26,11 +26,12 @@ def _uniform(n: int, low: float, high: float, gen, device) -> torch.Tensor:
 class BatchPairAugment:
     """Callable (face, cartoon) -> (face, cartoon) on float (N, 3, H, W) batches in [0, 1].
 
-    Outputs are (N, 3, size, size). Geometry as in augment.build_geometric: a random resized
-    crop (area fraction `crop_scale`, aspect `crop_ratio`), a horizontal flip (`hflip_p`) and,
-    with probability `affine_p`, rotation ±`rotate` degrees, scale in `scale`, shift ±`translate`
-    of the side; borders reflect. Colour jitter (brightness, contrast, saturation; no hue) with
-    probability `color_jitter.p`, face only.
+        Outputs are (N, 3, size, size). Geometry as in augment.build_geometric: a random resized
+        crop (area fraction `crop_scale`, aspect `crop_ratio`), a horizontal flip (`hflip_p`) and,
+        with probability `affine_p`, rotation ±`rotate` degrees, scale in `scale`, shift ±`translate`
+        of the side; borders reflect. Colour jitter (brightness, contrast, saturation; no hue) with
+        probability `color_jitter.p`, then Gaussian noise (std drawn per sample from `face_noise.std`,
+    a fraction of full scale) with probability `face_noise.p`, face only.
     """
 
     def __init__(self, size: int, cfg: Mapping, seed: int | None = None):
@@ -90,6 +91,16 @@ class BatchPairAugment:
         out = (out - gray) * factor(j["saturation"]) + gray
         return torch.where(on, out.clamp(0, 1), face)
 
+    def _noise(self, face: torch.Tensor) -> torch.Tensor:
+        nz = self.cfg.get("face_noise") or {}
+        if not nz or nz.get("p", 0) <= 0:
+            return face
+        n, device, g = face.shape[0], face.device, self._generator(face.device)
+        on = (torch.rand(n, generator=g, device=device) < nz["p"]).view(n, 1, 1, 1)
+        std = _uniform(n, *nz["std"], g, device).view(n, 1, 1, 1)
+        noise = torch.randn(face.shape, generator=g, device=device, dtype=face.dtype)
+        return torch.where(on, (face + noise * std).clamp(0, 1), face)
+
     def __call__(
         self, face: torch.Tensor, cartoon: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -104,4 +115,4 @@ class BatchPairAugment:
             both.float(), grid.to(both.dtype), mode="bilinear", padding_mode="reflection",
             align_corners=False,
         )  # fmt: skip
-        return self._jitter(out[:, :3]), out[:, 3:]
+        return self._noise(self._jitter(out[:, :3])), out[:, 3:]
