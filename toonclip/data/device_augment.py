@@ -74,12 +74,19 @@ class BatchPairAugment:
         theta[:, 1, 2] -= h * (-sin * tx + cos * ty)
         return theta
 
-    def _jitter(self, face: torch.Tensor) -> torch.Tensor:
-        j = self.cfg.get("color_jitter") or {}
-        if not j or j.get("p", 0) <= 0:
-            return face
+    def _per_sample(self, key: str, face: torch.Tensor):
+        """(options, n, device, generator, (n, 1, 1, 1) bool 'on' mask), or None when `key` is off."""
+        opts = self.cfg.get(key) or {}
+        if not opts or opts.get("p", 0) <= 0:
+            return None
         n, device, g = face.shape[0], face.device, self._generator(face.device)
-        on = (torch.rand(n, generator=g, device=device) < j["p"]).view(n, 1, 1, 1)
+        on = (torch.rand(n, generator=g, device=device) < opts["p"]).view(n, 1, 1, 1)
+        return opts, n, device, g, on
+
+    def _jitter(self, face: torch.Tensor) -> torch.Tensor:
+        if (drawn := self._per_sample("color_jitter", face)) is None:
+            return face
+        j, n, device, g, on = drawn
 
         def factor(amount: float) -> torch.Tensor:
             return _uniform(n, 1 - amount, 1 + amount, g, device).view(n, 1, 1, 1)
@@ -92,11 +99,9 @@ class BatchPairAugment:
         return torch.where(on, out.clamp(0, 1), face)
 
     def _noise(self, face: torch.Tensor) -> torch.Tensor:
-        nz = self.cfg.get("face_noise") or {}
-        if not nz or nz.get("p", 0) <= 0:
+        if (drawn := self._per_sample("face_noise", face)) is None:
             return face
-        n, device, g = face.shape[0], face.device, self._generator(face.device)
-        on = (torch.rand(n, generator=g, device=device) < nz["p"]).view(n, 1, 1, 1)
+        nz, n, device, g, on = drawn
         std = _uniform(n, *nz["std"], g, device).view(n, 1, 1, 1)
         noise = torch.randn(face.shape, generator=g, device=device, dtype=face.dtype)
         return torch.where(on, (face + noise * std).clamp(0, 1), face)
