@@ -14,9 +14,10 @@ from toonclip.data import cache as cache_mod
 from toonclip.data.augment import PairAugment
 from toonclip.data.cache import build_cache
 from toonclip.data.datamodule import PairDataModule
+from toonclip.data.device_augment import BatchPairAugment
 from toonclip.data.io import load_rgb
 from toonclip.data.pairs import find_pairs, split_pairs
-from toonclip.errors import DataError
+from toonclip.errors import ConfigError, DataError
 
 AUG = {
     "crop_scale": [0.5, 1.0],
@@ -187,6 +188,30 @@ def test_face_noise_has_the_configured_strength_and_spares_the_cartoon():
     assert abs(diff.mean()) < 1.0
     off = PairAugment(96, {**still, "face_noise": {"std": [0.04, 0.05], "p": 0.0}}, train=True)
     assert np.array_equal(off(face, cartoon)[0], face)
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ({"face_noise": {"std": 0.05, "p": 0.5}}, "data.augment.face_noise.std=0.05"),
+        ({"face_noise": {"std": [0.06, 0.02], "p": 0.5}}, "data.augment.face_noise.std="),
+        ({"crop_scale": [0.7]}, "data.augment.crop_scale=[0.7]"),
+        ({"scale": "wide"}, "data.augment.scale=wide"),
+        ({"hflip_p": 1.5}, "data.augment.hflip_p=1.5"),
+        ({"face_noise": {"std": [0.02, 0.06], "p": "half"}}, "data.augment.face_noise.p=half"),
+    ],
+)
+@pytest.mark.parametrize("builder", ["cpu", "device"])
+def test_malformed_augment_options_name_the_option_and_the_fix(override, named, builder):
+    cfg = {**AUG, **override}
+    with pytest.raises(ConfigError) as err:
+        if builder == "cpu":
+            PairAugment(96, cfg, train=True)
+        else:
+            BatchPairAugment(96, cfg)
+    message = str(err.value)
+    assert named in message and "\n" not in message
+    assert ("e.g. data.augment." in message) or ("probability in [0, 1]" in message)
 
 
 def test_datamodule_batches_are_uint8_and_val_is_deterministic(synthetic_root, tmp_path):

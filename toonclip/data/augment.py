@@ -14,11 +14,58 @@ import albumentations as A
 import cv2
 import numpy as np
 
+from toonclip.errors import ConfigError
+
 # Used for any key the config leaves out (the config file holds the real defaults).
 DEFAULTS = {
     "crop_scale": (0.7, 1.0), "crop_ratio": (0.9, 1.1), "hflip_p": 0.5, "affine_p": 0.5,
     "rotate": 10.0, "scale": (0.95, 1.05), "translate": 0.03, "color_jitter": None, "face_noise": None,
 }  # fmt: skip
+
+# Options read as [low, high] (with an example for the error message) and as probabilities, by
+# their dotted names under data.augment.
+RANGES = {
+    "crop_scale": "0.7,1.0", "crop_ratio": "0.9,1.1", "scale": "0.95,1.05",
+    "face_noise.std": "0.02,0.06",
+}  # fmt: skip
+PROBABILITIES = ("hflip_p", "affine_p", "color_jitter.p", "face_noise.p")
+
+
+def _lookup(cfg: Mapping, dotted: str):
+    for part in dotted.split("."):
+        if not isinstance(cfg, Mapping) or part not in cfg:
+            return None
+        cfg = cfg[part]
+    return cfg
+
+
+def resolve(cfg: Mapping | None) -> dict:
+    """`cfg` over DEFAULTS, checked: a malformed range or probability raises a one-line ConfigError.
+
+    Catching it here, before any worker starts, turns `face_noise.std=0.05` into a message that
+    names the option and the fix instead of a TypeError deep inside albumentations.
+    """
+    cfg = {**DEFAULTS, **dict(cfg or {})}
+    for key in RANGES:
+        value = _lookup(cfg, key)
+        if value is None:
+            continue
+        if (
+            isinstance(value, (str, bytes, Mapping))
+            or not hasattr(value, "__len__")
+            or len(value) != 2
+            or not all(isinstance(v, (int, float)) for v in value)
+            or value[0] > value[1]
+        ):
+            raise ConfigError(
+                f"data.augment.{key}={value}: use a [low, high] range with low <= high, "
+                f"e.g. data.augment.{key}=[{RANGES[key]}]"
+            )
+    for key in PROBABILITIES:
+        value = _lookup(cfg, key)
+        if value is not None and not (isinstance(value, (int, float)) and 0 <= value <= 1):
+            raise ConfigError(f"data.augment.{key}={value}: use a probability in [0, 1]")
+    return cfg
 
 
 def build_geometric(size: int, cfg: Mapping, train: bool) -> A.ReplayCompose:
@@ -82,7 +129,7 @@ class PairAugment:
     """Callable (face, cartoon) -> (face, cartoon); HWC uint8 RGB in, (size, size, 3) uint8 out."""
 
     def __init__(self, size: int, cfg: Mapping, train: bool):
-        cfg = {**DEFAULTS, **dict(cfg or {})}
+        cfg = resolve(cfg)
         self.geometric = build_geometric(size, cfg, train)
         self.photometric = build_photometric(cfg, train)
 

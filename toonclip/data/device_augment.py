@@ -16,7 +16,7 @@ from collections.abc import Mapping
 import torch
 import torch.nn.functional as F
 
-from toonclip.data.augment import DEFAULTS
+from toonclip.data.augment import resolve
 
 
 def _uniform(n: int, low: float, high: float, gen, device) -> torch.Tensor:
@@ -36,7 +36,7 @@ class BatchPairAugment:
 
     def __init__(self, size: int, cfg: Mapping, seed: int | None = None):
         self.size = int(size)
-        self.cfg = {**DEFAULTS, **dict(cfg or {})}
+        self.cfg = resolve(cfg)
         self.seed = seed
         self._gen: dict[torch.device, torch.Generator] = {}
 
