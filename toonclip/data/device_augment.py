@@ -26,11 +26,11 @@ def _uniform(n: int, low: float, high: float, gen, device) -> torch.Tensor:
 class BatchPairAugment:
     """Callable (face, cartoon) -> (face, cartoon) on float (N, 3, H, W) batches in [0, 1].
 
-        Outputs are (N, 3, size, size). Geometry as in augment.build_geometric: a random resized
-        crop (area fraction `crop_scale`, aspect `crop_ratio`), a horizontal flip (`hflip_p`) and,
-        with probability `affine_p`, rotation ±`rotate` degrees, scale in `scale`, shift ±`translate`
-        of the side; borders reflect. Colour jitter (brightness, contrast, saturation; no hue) with
-        probability `color_jitter.p`, then Gaussian noise (std drawn per sample from `face_noise.std`,
+    Outputs are (N, 3, size, size). Geometry as in augment.build_geometric: a random resized
+    crop (area fraction `crop_scale`, aspect `crop_ratio`), a horizontal flip (`hflip_p`) and,
+    with probability `affine_p`, rotation ±`rotate` degrees, scale in `scale`, shift ±`translate`
+    of the side; borders reflect. Colour jitter (brightness, contrast, saturation; no hue) with
+    probability `color_jitter.p`, then Gaussian noise (std drawn per sample from `face_noise.std`,
     a fraction of full scale) with probability `face_noise.p`, face only.
     """
 
