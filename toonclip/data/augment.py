@@ -8,7 +8,7 @@ drift, and noise on the input alone teaches the network that skin texture is not
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import albumentations as A
 import cv2
@@ -19,15 +19,13 @@ from toonclip.errors import ConfigError
 # Used for any key the config leaves out (the config file holds the real defaults).
 DEFAULTS = {
     "crop_scale": (0.7, 1.0), "crop_ratio": (0.9, 1.1), "hflip_p": 0.5, "affine_p": 0.5,
-    "rotate": 10.0, "scale": (0.95, 1.05), "translate": 0.03, "color_jitter": None, "face_noise": None,
+    "rotate": 10.0, "scale": (0.95, 1.05), "translate": 0.03, "color_jitter": None,
+    "face_noise": {"std": (0.02, 0.06), "p": 0.0},
 }  # fmt: skip
 
-# Options read as [low, high] (with an example for the error message) and as probabilities, by
-# their dotted names under data.augment.
-RANGES = {
-    "crop_scale": "0.7,1.0", "crop_ratio": "0.9,1.1", "scale": "0.95,1.05",
-    "face_noise.std": "0.02,0.06",
-}  # fmt: skip
+# Options read as [low, high] and as probabilities, by their dotted names under data.augment;
+# an error's example range is the one in DEFAULTS.
+RANGES = ("crop_scale", "crop_ratio", "scale", "face_noise.std")
 PROBABILITIES = ("hflip_p", "affine_p", "color_jitter.p", "face_noise.p")
 
 
@@ -39,6 +37,17 @@ def _lookup(cfg: Mapping, dotted: str):
     return cfg
 
 
+def _is_range(value) -> bool:
+    # Sequence covers list, tuple and OmegaConf's ListConfig; a string is one too, but not a range.
+    return (
+        isinstance(value, Sequence)
+        and not isinstance(value, str)
+        and len(value) == 2
+        and all(isinstance(v, (int, float)) for v in value)
+        and value[0] <= value[1]
+    )
+
+
 def resolve(cfg: Mapping | None) -> dict:
     """`cfg` over DEFAULTS, checked: a malformed range or probability raises a one-line ConfigError.
 
@@ -48,19 +57,13 @@ def resolve(cfg: Mapping | None) -> dict:
     cfg = {**DEFAULTS, **dict(cfg or {})}
     for key in RANGES:
         value = _lookup(cfg, key)
-        if value is None:
+        if value is None or _is_range(value):
             continue
-        if (
-            isinstance(value, (str, bytes, Mapping))
-            or not hasattr(value, "__len__")
-            or len(value) != 2
-            or not all(isinstance(v, (int, float)) for v in value)
-            or value[0] > value[1]
-        ):
-            raise ConfigError(
-                f"data.augment.{key}={value}: use a [low, high] range with low <= high, "
-                f"e.g. data.augment.{key}=[{RANGES[key]}]"
-            )
+        example = ",".join(str(v) for v in _lookup(DEFAULTS, key))
+        raise ConfigError(
+            f"data.augment.{key}={value}: use a [low, high] range with low <= high, "
+            f"e.g. data.augment.{key}=[{example}]"
+        )
     for key in PROBABILITIES:
         value = _lookup(cfg, key)
         if value is not None and not (isinstance(value, (int, float)) and 0 <= value <= 1):
