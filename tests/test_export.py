@@ -198,3 +198,40 @@ def test_non_checkpoint_file_is_rejected(tmp_path, capsys):
     bad.write_text("not a checkpoint")
     code, _, err = run(capsys, f"ckpt={bad}")
     assert code == 2 and "not a toonclip checkpoint" in only_error(err)
+
+
+@pytest.fixture(scope="module")
+def blur_ckpt(tmp_path_factory) -> Path:
+    """The default generator's output path: residual, the face added back blurred (1 px)."""
+    from toonclip.models import build_generator
+
+    torch.manual_seed(0)
+    gen = build_generator(ARCH, ENCODER, weights="none", residual=True, residual_blur=1.0)
+    torch.nn.init.normal_(gen.net.segmentation_head[0].weight, std=0.01)
+    model = {"arch": ARCH, "encoder": ENCODER, "residual": True, "residual_blur": 1.0}
+    path = tmp_path_factory.mktemp("blur") / "checkpoints" / "best.ckpt"
+    path.parent.mkdir(parents=True)
+    state = {"generator." + k: v for k, v in gen.state_dict().items()}
+    cfg = {"model": model, "data": {"size": SIZE}}
+    torch.save({"hyper_parameters": {"cfg": cfg}, "state_dict": state}, path)
+    return path
+
+
+def test_onnx_carries_the_blurred_skip(blur_ckpt, tmp_path):
+    from toonclip.export.onnx import export_onnx, parity
+    from toonclip.inference import load_checkpoint
+
+    gen, _ = load_checkpoint(blur_ckpt)
+    path = export_onnx(gen, tmp_path / "blur.onnx", 64, dynamic=True)
+    x = torch.rand(2, 3, 64, 96)
+    with torch.no_grad():
+        assert parity(gen, path, x) < 1e-3
+        assert float((gen(x) - x).abs().max()) > 0.05  # the graph differs from a plain skip
+
+
+def test_coreml_converts_the_blurred_skip(blur_ckpt, tmp_path, capsys):
+    pytest.importorskip("coremltools")
+    code, _, err = run(
+        capsys, f"ckpt={blur_ckpt}", "format=coreml", f"out={tmp_path / 'b.mlpackage'}"
+    )
+    assert code == 0, err

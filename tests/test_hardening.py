@@ -72,6 +72,7 @@ def copied_run(tiny_run, tmp_path):
         ("optim.optimizer.lr=-1", "optim.optimizer.lr=-1"),
         ("model.arch=unet", "was trained with model.arch=unetplusplus"),
         ("model.residual=false", "model.residual"),
+        ("model.residual_blur=2.0", "model.residual_blur"),
     ],
 )
 def test_failed_resume_leaves_the_checkpoint_untouched(copied_run, override, needle):
@@ -81,6 +82,17 @@ def test_failed_resume_leaves_the_checkpoint_untouched(copied_run, override, nee
         prepare([f"run_dir={copied_run}", "resume=true", override])
     assert needle in str(info.value)
     assert last.read_bytes() == before and checkpoint_step(last) == 2
+
+
+def test_a_run_from_before_residual_blur_resumes_only_with_the_plain_skip(copied_run):
+    from omegaconf import OmegaConf
+
+    saved = OmegaConf.load(copied_run / "config.yaml")
+    del saved.model["residual_blur"]  # a config.yaml written before the option existed
+    OmegaConf.save(saved, copied_run / "config.yaml")
+    with pytest.raises(ConfigError, match=r"trained with model\.residual_blur=0\.0"):
+        prepare([f"run_dir={copied_run}", "resume=true", "model.residual_blur=1.0"])
+    prepare([f"run_dir={copied_run}", "resume=true", "model.residual_blur=0.0"])
 
 
 def test_exception_checkpoint_never_writes_at_or_below_the_floor(tmp_path):

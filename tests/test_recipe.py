@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from toonclip.errors import ConfigError
 from toonclip.inference import load_checkpoint
 from toonclip.losses.perceptual import PerceptualStyleLoss
 from toonclip.losses.vgg import VGGFeatures
@@ -38,6 +39,39 @@ def test_residual_flag_survives_a_checkpoint(tmp_path):
     with torch.no_grad():
         assert loaded.residual
         torch.testing.assert_close(loaded(x), gen.eval()(x))
+
+
+def test_residual_blur_adds_back_a_blurred_face_and_survives_a_checkpoint(tmp_path):
+    gen = build_generator(*SMALL, weights="none", residual=True, residual_blur=1.5).eval()
+    flat = torch.full((1, 3, 64, 64), 0.4)
+    checker = (torch.arange(64).view(1, -1) + torch.arange(64).view(-1, 1)) % 2
+    checker = checker.float().expand(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(gen(flat), flat)  # flat shading passes unchanged
+        out = gen(checker)
+    # a 1 px checker is the texture the plain skip copies through: blurred to its mean, 0.5
+    assert (out - 0.5).abs().max() < 0.02 and checker.std() > 0.4
+    head = gen.net.segmentation_head[0]
+    torch.nn.init.normal_(head.weight, std=0.01)
+    model = {"arch": SMALL[0], "encoder": SMALL[1], "residual": True, "residual_blur": 1.5}
+    state = {"generator." + k: v for k, v in gen.state_dict().items()}
+    path = tmp_path / "b.ckpt"
+    torch.save(
+        {"hyper_parameters": {"cfg": {"model": model, "data": {"size": 64}}}, "state_dict": state},
+        path,
+    )
+    loaded, _ = load_checkpoint(path)
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert loaded.residual_blur == 1.5
+        torch.testing.assert_close(loaded(x), gen(x))
+
+
+def test_residual_blur_needs_a_sigma_of_zero_or_more_and_a_residual_to_blur():
+    with pytest.raises(ConfigError, match=r"model\.residual_blur=-1.0: use a Gaussian sigma >= 0"):
+        build_generator(*SMALL, weights="none", residual=True, residual_blur=-1.0)
+    plain = build_generator(*SMALL, weights="none", residual=False, residual_blur=1.0)
+    assert plain.residual_blur == 0.0  # model.residual=false with the default blur still builds
 
 
 def _signal_ratio(init: str) -> float:

@@ -15,11 +15,11 @@ import functools
 import logging
 
 import segmentation_models_pytorch as smp
-import torch
 from torch import nn
 
 from toonclip.errors import ConfigError, WeightsError
 from toonclip.models import weights as W
+from toonclip.models.generator import Generator
 
 log = logging.getLogger(__name__)
 
@@ -53,49 +53,6 @@ DECODER_WIDTHS: dict[str, dict[str, int | tuple[int, ...]]] = {
     "deeplabv3plus": {"decoder_channels": 256},
     "upernet": {"decoder_channels": 256},
 }
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-class Generator(nn.Module):
-    """Face -> cartoon network: ImageNet normalisation, then the smp network.
-
-    forward(x): x is (N, 3, H, W) float RGB in [0, 1], H and W multiples of 32.
-    Returns (N, 3, H, W) float RGB, nominally in [0, 1] but not clamped (the loss sees the raw
-    values so that out-of-range pixels still get gradients; callers clamp for display).
-
-    residual=True returns x + net(x) with the head's last convolution zero-initialised, so an
-    untrained network is the identity (the face itself) and training learns the change from face
-    to cartoon. It adds no parameters: the smp network is unchanged. Measured in docs/recipe.md.
-    """
-
-    def __init__(
-        self,
-        net: nn.Module,
-        arch: str,
-        encoder: str,
-        weights: W.WeightsRecord,
-        residual: bool = False,
-    ):
-        super().__init__()
-        self.net = net
-        self.arch, self.encoder = arch, encoder
-        self.weights_record = weights
-        self.residual = bool(residual)
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
-        if self.residual:
-            # smp networks end in `segmentation_head`; its last convolution makes the output.
-            head_module = getattr(net, "segmentation_head", net)
-            head = [m for m in head_module.modules() if isinstance(m, nn.Conv2d)][-1]
-            nn.init.zeros_(head.weight)
-            if head.bias is not None:
-                nn.init.zeros_(head.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.net((x - self.mean) / self.std)
-        return x + y if self.residual else y
 
 
 def resolve_arch(name: str) -> str:
@@ -174,6 +131,7 @@ def build_generator(
     weights: str = "auto",
     residual: bool = False,
     decoder_width: float = 1.0,
+    residual_blur: float = 0.0,
     **smp_kwargs,
 ) -> Generator:
     """Build the generator with a 3-channel head.
@@ -183,6 +141,7 @@ def build_generator(
         encoder: Flash backbone (timm) name, smp encoder name, or `tu-<timm name>`.
         weights: encoder weights policy: auto | imagenet | none | path to a file.
         residual: output the face plus the network's output (see Generator).
+        residual_blur: Gaussian sigma (px) of the face the residual output adds back; 0: as is.
         decoder_width: multiplier of smp's default decoder channels (0.25: a quarter as wide).
         smp_kwargs: passed to the smp class (decoder_channels, ...).
     """
@@ -213,7 +172,7 @@ def build_generator(
         net = make(None)
         W.load_matching(net.encoder, W.load_state_dict_file(policy), policy, "encoder")
         record = W.WeightsRecord("encoder", policy, f"file:{policy}")
-    return Generator(net, arch_key, encoder, record, residual=residual)
+    return Generator(net, arch_key, encoder, record, residual=residual, residual_blur=residual_blur)
 
 
 def generator_from_config(model_cfg, weights: str | None = None) -> Generator:
@@ -225,6 +184,7 @@ def generator_from_config(model_cfg, weights: str | None = None) -> Generator:
         weights=model_cfg.get("weights", "auto") if weights is None else weights,
         residual=bool(model_cfg.get("residual", False)),
         decoder_width=float(model_cfg.get("decoder_width", 1.0)),
+        residual_blur=float(model_cfg.get("residual_blur", 0.0) or 0.0),
     )
 
 

@@ -204,11 +204,20 @@ def check_resume(cfg: DictConfig, run_dir: Path) -> None:
             f"in {run_dir} was trained {was} the adversarial term, and a resume keeps it; drop "
             "the override, or start a new run (without resume)"
         )
-    keys = ("model.arch", "model.encoder", "model.residual", "model.decoder_width")
+    keys = (
+        "model.arch",
+        "model.encoder",
+        "model.residual",
+        "model.residual_blur",
+        "model.decoder_width",
+    )
     if now:
         keys += ("adversarial.ndf", "adversarial.n_layers", "adversarial.downsample")
+    # Runs from before model.residual_blur existed trained with the face itself (0.0) added back.
+    implied = {"model.residual_blur": 0.0}
     for key in keys:
-        before, now = OmegaConf.select(saved, key), OmegaConf.select(cfg, key)
+        before = OmegaConf.select(saved, key, default=implied.get(key))
+        now = OmegaConf.select(cfg, key, default=implied.get(key))
         if before is not None and before != now:
             raise ConfigError(
                 f"{key}={now}: the run in {run_dir} was trained with {key}={before}, and a resume "

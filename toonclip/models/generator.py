@@ -1,0 +1,92 @@
+"""The generator: ImageNet normalisation, an smp network, and the residual output around it."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from toonclip.errors import ConfigError
+from toonclip.models import weights as W
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class Generator(nn.Module):
+    """Face -> cartoon network: ImageNet normalisation, then the smp network.
+
+    forward(x): x is (N, 3, H, W) float RGB in [0, 1], H and W multiples of 32.
+    Returns (N, 3, H, W) float RGB, nominally in [0, 1] but not clamped (the loss sees the raw
+    values so that out-of-range pixels still get gradients; callers clamp for display).
+
+    residual=True returns x + net(x) with the head's last convolution zero-initialised, so an
+    untrained network is the identity (the face itself) and training learns the change from face
+    to cartoon. It adds no parameters: the smp network is unchanged. Measured in docs/recipe.md.
+
+    residual_blur=sigma > 0 adds back a Gaussian-blurred face (sigma in pixels of the input,
+    reflect-padded) instead of the face itself: the pixel texture the skip path would copy
+    straight through (skin pores, JPEG blocks, stubble) is not there for free, so the network has
+    to draw the detail it keeps. An untrained network then returns the blurred face. Ignored when
+    residual=False.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        arch: str,
+        encoder: str,
+        weights: W.WeightsRecord,
+        residual: bool = False,
+        residual_blur: float = 0.0,
+    ):
+        super().__init__()
+        self.net = net
+        self.arch, self.encoder = arch, encoder
+        self.weights_record = weights
+        self.residual = bool(residual)
+        if not float(residual_blur) >= 0:
+            raise ConfigError(
+                f"model.residual_blur={residual_blur}: use a Gaussian sigma >= 0 in pixels, e.g. "
+                "model.residual_blur=1.0 (0: add back the face as it is)"
+            )
+        # It blurs what the residual output adds back: without one there is nothing to blur.
+        self.residual_blur = float(residual_blur) if self.residual else 0.0
+        # Not persistent: the kernel follows from the config, so checkpoints stay as they were.
+        self.register_buffer("blur_kernel", _gaussian_1d(self.residual_blur), persistent=False)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        if self.residual:
+            # smp networks end in `segmentation_head`; its last convolution makes the output.
+            head_module = getattr(net, "segmentation_head", net)
+            head = [m for m in head_module.modules() if isinstance(m, nn.Conv2d)][-1]
+            nn.init.zeros_(head.weight)
+            if head.bias is not None:
+                nn.init.zeros_(head.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.net((x - self.mean) / self.std)
+        if not self.residual:
+            return y
+        return (self._blur(x) if self.residual_blur > 0 else x) + y
+
+    def _blur(self, x: torch.Tensor) -> torch.Tensor:
+        # Separable: a row pass and a column pass, each depthwise (one kernel per channel).
+        k = self.blur_kernel.to(x.dtype)
+        r = k.numel() // 2
+        rows = k.view(1, 1, 1, -1).expand(3, 1, 1, -1)
+        cols = k.view(1, 1, -1, 1).expand(3, 1, -1, 1)
+        x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="reflect"), rows, groups=3)
+        return F.conv2d(F.pad(x, (0, 0, r, r), mode="reflect"), cols, groups=3)
+
+
+def _gaussian_1d(sigma: float) -> torch.Tensor:
+    """Normalised 1-D Gaussian of radius ceil(3 sigma) (float32, sums to 1); [1.] for sigma 0."""
+    if sigma <= 0:
+        return torch.ones(1)
+    r = max(1, math.ceil(3 * sigma))
+    t = torch.arange(-r, r + 1, dtype=torch.float32)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    return k / k.sum()
