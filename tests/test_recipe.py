@@ -166,11 +166,12 @@ def test_eval_mode_matches_train_mode_after_a_short_small_batch_run(recipe_run):
 
 @pytest.fixture(scope="module")
 def colour_root(tmp_path_factory):
-    """16 synthetic pairs whose cartoon is a fixed colour transform of the face (warmer, flatter):
-    the kind of global change the real cartoons make, and one a network can learn in 40 steps.
+    """16 synthetic pairs whose cartoon is a fixed colour transform of the face, smoothed (warmer,
+    flatter: Gaussian blur, radius 1.5 px): the kind of global change the real cartoons make, and
+    one a network can learn in 40 steps.
     (The posterised pairs of `synthetic_root` are a per-pixel staircase: 40 steps of any recipe
     tried stay below identity on them, 23.1 vs 23.7 dB.)"""
-    from PIL import Image
+    from PIL import Image, ImageFilter
 
     from toonclip.data.synthetic import synthetic_face
 
@@ -181,22 +182,25 @@ def colour_root(tmp_path_factory):
     for i in range(16):
         face = synthetic_face(rng, 64)
         cartoon = np.clip(face * np.array([0.7, 0.8, 0.9]) + [50, 10, -10], 0, 255)
+        cartoon = Image.fromarray(cartoon.astype(np.uint8)).filter(ImageFilter.GaussianBlur(1.5))
         Image.fromarray(face).save(root / "ffhq" / f"f{i:02d}.png")
-        Image.fromarray(cartoon.astype(np.uint8)).save(root / "comics_heroes" / f"f{i:02d}.png")
+        cartoon.save(root / "comics_heroes" / f"f{i:02d}.png")
     return root
 
 
 def test_a_short_run_beats_identity_on_an_easy_mapping(colour_root, tmp_path):
     summary = _summary(_short_run(colour_root, tmp_path / "default"))
     final, identity = summary["final"], summary["identity"]
-    assert final["val/psnr"] > identity["val/psnr"] + 3.0  # 30.0 vs 21.1 dB when written
+    assert (
+        final["val/psnr"] > identity["val/psnr"] + 3.0
+    )  # 28.2 vs 20.2 dB, SSIM 0.96 vs 0.83 when written
     assert final["val/ssim"] > identity["val/ssim"]
     assert summary["gain"]["psnr"] == pytest.approx(final["val/psnr"] - identity["val/psnr"])
 
 
 @pytest.mark.slow
 def test_the_seed_articles_loop_does_not_on_the_same_mapping(colour_root, tmp_path):
-    # What the default recipe replaced: the same 40 steps land below identity (19.0 dB).
+    # What the default recipe replaced: the same 40 steps land below identity (18.8 vs 20.2 dB).
     summary = _summary(_short_run(colour_root, tmp_path / "plain", "experiment=recipe_plain"))
     assert summary["final"]["val/psnr"] < summary["identity"]["val/psnr"]
 
