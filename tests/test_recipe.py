@@ -68,7 +68,7 @@ def test_residual_blur_adds_back_a_blurred_face_and_survives_a_checkpoint(tmp_pa
 
 
 def test_residual_blur_needs_a_sigma_of_zero_or_more_and_a_residual_to_blur():
-    with pytest.raises(ConfigError, match=r"model\.residual_blur=-1.0: use a Gaussian sigma >= 0"):
+    with pytest.raises(ValueError, match=r"residual_blur=-1.0: use a Gaussian sigma >= 0"):
         build_generator(*SMALL, weights="none", residual=True, residual_blur=-1.0)
     plain = build_generator(*SMALL, weights="none", residual=False, residual_blur=1.0)
     assert plain.residual_blur == 0.0  # model.residual=false with the default blur still builds
@@ -96,8 +96,6 @@ def test_kaiming_init_keeps_deep_vgg_features_alive():
 def test_random_init_is_recorded_and_validated():
     vgg = VGGFeatures(["relu1_2"], "none", "kaiming")
     assert vgg.weights_record.loaded == "random" and "kaiming" in vgg.weights_record.note
-    from toonclip.errors import ConfigError
-
     with pytest.raises(ConfigError, match="vgg_random_init"):
         VGGFeatures(["relu1_2"], "none", "xavier")
 

@@ -104,8 +104,8 @@ def test_bad_image_stops_before_training_with_one_line(tmp_path, tiny_overrides)
     [
         ("model.encoder=mobilenetv3_large_10O", "nearest: mobilenetv3_large_100"),
         ("model.arch=unetpp", "model.arch"),
-        ("model.residual_blur=abc", "model.residual_blur=abc: use a number"),
-        ("model.residual_blur=-1", "model.residual_blur=-1.0: use a Gaussian sigma >= 0"),
+        ("model.residual_blur=abc", "model.residual_blur=abc: use a Gaussian sigma >= 0"),
+        ("model.residual_blur=-1", "model.residual_blur=-1: use a Gaussian sigma >= 0"),
     ],
 )
 def test_bad_names_fail_fast_without_a_run_folder(

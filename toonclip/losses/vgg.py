@@ -22,8 +22,6 @@ VGG16_LAYERS = {
     "relu4_1": 18, "relu4_2": 20, "relu4_3": 22,
     "relu5_1": 25, "relu5_2": 27, "relu5_3": 29,
 }  # fmt: skip
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 # How a VGG16 without ImageNet weights is initialised (see random_init).
@@ -57,8 +55,10 @@ class VGGFeatures(nn.Module):
             self.weights_record.note = f"{note}; " * bool(note) + f"{random_init} init"
         self.features = features[: max(self.index) + 1]
         self.features.requires_grad_(False).eval()
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer(
+            "mean", torch.tensor(W.IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False
+        )
+        self.register_buffer("std", torch.tensor(W.IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
     def train(self, mode: bool = True):
         # Frozen: stays in eval mode whatever Lightning does to the parent module.

@@ -184,17 +184,8 @@ def generator_from_config(model_cfg, weights: str | None = None) -> Generator:
         weights=model_cfg.get("weights", "auto") if weights is None else weights,
         residual=bool(model_cfg.get("residual", False)),
         decoder_width=float(model_cfg.get("decoder_width", 1.0)),
-        residual_blur=_number(
-            model_cfg.get("residual_blur", 0.0) or 0.0, "model.residual_blur", "1.0"
-        ),
+        residual_blur=float(model_cfg.get("residual_blur", 0.0) or 0.0),
     )
-
-
-def _number(value, option: str, example: str) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{option}={value}: use a number, e.g. {option}={example}") from None
 
 
 def _pretrained(make, policy: str, smp_encoder: str) -> tuple[nn.Module, W.WeightsRecord]:

@@ -8,11 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from toonclip.errors import ConfigError
 from toonclip.models import weights as W
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class Generator(nn.Module):
@@ -48,16 +44,19 @@ class Generator(nn.Module):
         self.weights_record = weights
         self.residual = bool(residual)
         if not float(residual_blur) >= 0:
-            raise ConfigError(
-                f"model.residual_blur={residual_blur}: use a Gaussian sigma >= 0 in pixels, e.g. "
-                "model.residual_blur=1.0 (0: add back the face as it is)"
-            )
+            # The config path reports this earlier, as an option (training/validate.py).
+            raise ValueError(f"residual_blur={residual_blur}: use a Gaussian sigma >= 0 in pixels")
         # It blurs what the residual output adds back: without one there is nothing to blur.
         self.residual_blur = float(residual_blur) if self.residual else 0.0
-        # Not persistent: the kernel follows from the config, so checkpoints stay as they were.
-        self.register_buffer("blur_kernel", _gaussian_1d(self.residual_blur), persistent=False)
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        # Depthwise (one kernel per channel) row and column passes of the separable Gaussian. Not
+        # persistent: they follow from the config, so checkpoints stay as they were.
+        k = _gaussian_1d(self.residual_blur)
+        self.register_buffer("blur_rows", k.view(1, 1, 1, -1).repeat(3, 1, 1, 1), persistent=False)
+        self.register_buffer("blur_cols", k.view(1, 1, -1, 1).repeat(3, 1, 1, 1), persistent=False)
+        self.register_buffer(
+            "mean", torch.tensor(W.IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False
+        )
+        self.register_buffer("std", torch.tensor(W.IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         if self.residual:
             # smp networks end in `segmentation_head`; its last convolution makes the output.
             head_module = getattr(net, "segmentation_head", net)
@@ -73,13 +72,9 @@ class Generator(nn.Module):
         return (self._blur(x) if self.residual_blur > 0 else x) + y
 
     def _blur(self, x: torch.Tensor) -> torch.Tensor:
-        # Separable: a row pass and a column pass, each depthwise (one kernel per channel).
-        k = self.blur_kernel.to(x.dtype)
-        r = k.numel() // 2
-        rows = k.view(1, 1, 1, -1).expand(3, 1, 1, -1)
-        cols = k.view(1, 1, -1, 1).expand(3, 1, -1, 1)
-        x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="reflect"), rows, groups=3)
-        return F.conv2d(F.pad(x, (0, 0, r, r), mode="reflect"), cols, groups=3)
+        r = self.blur_rows.shape[-1] // 2
+        x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="reflect"), self.blur_rows, groups=3)
+        return F.conv2d(F.pad(x, (0, 0, r, r), mode="reflect"), self.blur_cols, groups=3)
 
 
 def _gaussian_1d(sigma: float) -> torch.Tensor:

@@ -28,6 +28,9 @@ from toonclip.errors import ConfigError, WeightsError
 log = logging.getLogger(__name__)
 
 POLICIES = ("auto", "imagenet", "none")
+# Per-channel RGB mean and std of ImageNet: both pretrained networks expect inputs normalised so.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass

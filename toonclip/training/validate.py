@@ -104,6 +104,14 @@ def check_train_values(cfg: DictConfig) -> None:
         isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 <= decay < 1
     ):
         raise ConfigError(f"ema.decay={decay}: use a number in [0, 1), e.g. 0.99, or null (off)")
+    blur = OmegaConf.select(cfg, "model.residual_blur", default=None)
+    if blur is not None and (
+        isinstance(blur, bool) or not isinstance(blur, (int, float)) or not blur >= 0
+    ):
+        raise ConfigError(
+            f"model.residual_blur={blur}: use a Gaussian sigma >= 0 in pixels, e.g. "
+            "model.residual_blur=1.0 (0: add back the face as it is)"
+        )
     if OmegaConf.select(cfg, "model.decoder_width") is not None:
         _positive(cfg, "model.decoder_width", "(a multiplier of decoder channels, e.g. 0.25)")
     weight = OmegaConf.select(cfg, "temporal.weight", default=0)
