@@ -55,10 +55,7 @@ class VGGFeatures(nn.Module):
             self.weights_record.note = f"{note}; " * bool(note) + f"{random_init} init"
         self.features = features[: max(self.index) + 1]
         self.features.requires_grad_(False).eval()
-        self.register_buffer(
-            "mean", torch.tensor(W.IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False
-        )
-        self.register_buffer("std", torch.tensor(W.IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        W.register_imagenet_stats(self)
 
     def train(self, mode: bool = True):
         # Frozen: stays in eval mode whatever Lightning does to the parent module.

@@ -53,10 +53,7 @@ class Generator(nn.Module):
         k = _gaussian_1d(self.residual_blur)
         self.register_buffer("blur_rows", k.view(1, 1, 1, -1).repeat(3, 1, 1, 1), persistent=False)
         self.register_buffer("blur_cols", k.view(1, 1, -1, 1).repeat(3, 1, 1, 1), persistent=False)
-        self.register_buffer(
-            "mean", torch.tensor(W.IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False
-        )
-        self.register_buffer("std", torch.tensor(W.IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        W.register_imagenet_stats(self)
         if self.residual:
             # smp networks end in `segmentation_head`; its last convolution makes the output.
             head_module = getattr(net, "segmentation_head", net)

@@ -33,6 +33,13 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def register_imagenet_stats(module: torch.nn.Module) -> None:
+    """Give `module` non-persistent (1, 3, 1, 1) buffers `mean` and `std` for
+    (x - mean) / std on RGB in [0, 1]; non-persistent, so they never enter a checkpoint."""
+    module.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+    module.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+
 @dataclass
 class WeightsRecord:
     """What was asked for and what was loaded; goes into summary.json."""

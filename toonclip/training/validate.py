@@ -45,6 +45,14 @@ def _positive(cfg: DictConfig, key: str, hint: str) -> float:
     return float(value)
 
 
+def _nonnegative(cfg: DictConfig, key: str, advice: str) -> float:
+    """The number >= 0 at `key` (0 when unset), or ConfigError '{key}={value}: {advice}'."""
+    value = OmegaConf.select(cfg, key, default=0)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise ConfigError(f"{key}={value}: {advice}")
+    return float(value)
+
+
 def check_train_values(cfg: DictConfig) -> None:
     """Raise ConfigError for a value that would otherwise fail inside Lightning, smp or torch."""
     size = _int(cfg, "data.size", 32, "(a multiple of 32, e.g. data.size=128)")
@@ -90,9 +98,7 @@ def check_train_values(cfg: DictConfig) -> None:
         "loss.pixel_weight",
         "loss.ssim_weight",
     ):
-        value = OmegaConf.select(cfg, key, default=0)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise ConfigError(f"{key}={value}: use a number >= 0 (0 turns the term off)")
+        _nonnegative(cfg, key, "use a number >= 0 (0 turns the term off)")
     for key in ("loss.vgg_weights", "model.weights"):
         value = OmegaConf.select(cfg, key, default="auto")
         if str(value) not in W.POLICIES and not Path(str(value)).is_file():
@@ -104,20 +110,15 @@ def check_train_values(cfg: DictConfig) -> None:
         isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 <= decay < 1
     ):
         raise ConfigError(f"ema.decay={decay}: use a number in [0, 1), e.g. 0.99, or null (off)")
-    blur = OmegaConf.select(cfg, "model.residual_blur", default=None)
-    if blur is not None and (
-        isinstance(blur, bool) or not isinstance(blur, (int, float)) or not blur >= 0
-    ):
-        raise ConfigError(
-            f"model.residual_blur={blur}: use a Gaussian sigma >= 0 in pixels, e.g. "
-            "model.residual_blur=1.0 (0: add back the face as it is)"
-        )
+    _nonnegative(
+        cfg,
+        "model.residual_blur",
+        "use a Gaussian sigma >= 0 in pixels, e.g. model.residual_blur=1.0 (0: add back the face "
+        "as it is)",
+    )
     if OmegaConf.select(cfg, "model.decoder_width") is not None:
         _positive(cfg, "model.decoder_width", "(a multiplier of decoder channels, e.g. 0.25)")
-    weight = OmegaConf.select(cfg, "temporal.weight", default=0)
-    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
-        raise ConfigError(f"temporal.weight={weight}: use a number >= 0 (0 turns the term off)")
-    if weight:
+    if _nonnegative(cfg, "temporal.weight", "use a number >= 0 (0 turns the term off)"):
         _positive(cfg, "temporal.max_shift", "(pixels, e.g. temporal.max_shift=4)")
     check_adversarial(cfg)
     check_distill(cfg)
@@ -125,11 +126,9 @@ def check_train_values(cfg: DictConfig) -> None:
 
 def check_adversarial(cfg: DictConfig) -> None:
     """The optional discriminator's options; none but the weight matter while it is 0 (off)."""
-    weight = OmegaConf.select(cfg, "adversarial.weight", default=0)
-    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
-        raise ConfigError(
-            f"adversarial.weight={weight}: use a number >= 0, e.g. 0.05 (0 turns the term off)"
-        )
+    weight = _nonnegative(
+        cfg, "adversarial.weight", "use a number >= 0, e.g. 0.05 (0 turns the term off)"
+    )
     if not weight:
         return
     if cfg.get("distill"):
@@ -183,9 +182,7 @@ def check_distill(cfg: DictConfig) -> None:
             "checkpoints/best.ckpt"
         )
     for key in ("distill.teacher_weight", "distill.paired_weight"):
-        value = OmegaConf.select(cfg, key, default=0)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise ConfigError(f"{key}={value}: use a number >= 0 (0 turns the term off)")
+        _nonnegative(cfg, key, "use a number >= 0 (0 turns the term off)")
     if not distill.get("teacher_weight") and not distill.get("paired_weight"):
         raise ConfigError(
             "distill.teacher_weight and distill.paired_weight are both 0: nothing to learn from"
