@@ -136,3 +136,29 @@ def test_default_loss_is_l1_plus_ssim_without_vgg16():
     assert set(parts) == {"pixel", "dssim"}
     full = instantiate(compose(["loss=perceptual_style", "loss.vgg_weights=none"]).loss)
     assert full.vgg is not None and full.perceptual_weight == full.style_weight == 1.0
+
+
+def test_edge_term_scores_a_soft_step_against_a_sharp_one_and_ignores_a_constant():
+    from toonclip.losses.edges import gradient_l1
+
+    sharp = torch.zeros(1, 3, 16, 16)
+    sharp[..., 8:] = 1.0  # a vertical outline: one 1-px step
+    soft = sharp.clone()
+    soft[..., 7], soft[..., 8] = 1 / 3, 2 / 3  # the same step spread over 3 px
+    assert gradient_l1(sharp + 0.25, sharp).item() == pytest.approx(0.0, abs=1e-7)
+    # dx of the sharp step: one 1 among 15 columns; the ramp: three thirds. |diff| = 4/3 per row.
+    assert gradient_l1(soft, sharp).item() == pytest.approx((4 / 3) / 15, rel=1e-5)
+    # Pixel L1 sees the ramp as a small error too; the edge term weighs it 2x more here.
+    assert gradient_l1(soft, sharp) > 2 * torch.nn.functional.l1_loss(soft, sharp)
+
+
+def test_edge_weight_adds_a_named_part_with_gradients():
+    pred = torch.rand(1, 3, 32, 32, requires_grad=True)
+    target = torch.rand(1, 3, 32, 32)
+    total, parts = make(perceptual_weight=0.0, style_weight=0.0, edge_weight=2.0)(pred, target)
+    assert set(parts) == {"pixel", "dssim", "edge"}
+    assert torch.allclose(total, sum(parts.values()), rtol=1e-5)
+    total.backward()
+    assert pred.grad.abs().sum() > 0
+    _, without = make(perceptual_weight=0.0, style_weight=0.0)(pred, target)
+    assert "edge" not in without  # default 0: not computed

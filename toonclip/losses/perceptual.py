@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from toonclip.errors import ConfigError
+from toonclip.losses.edges import gradient_l1
 from toonclip.losses.ssim import ssim
 from toonclip.losses.vgg import VGGFeatures
 
@@ -27,11 +28,12 @@ class PerceptualStyleLoss(nn.Module):
              + style_weight * sum_l s_l * crit(G(phi_l(pred)), G(phi_l(target)))
              + pixel_weight * L1(pred, target)
              + ssim_weight * (1 - SSIM(pred, target))      (losses/ssim.py: the val metric's SSIM)
+             + edge_weight * L1(grad(pred), grad(target))  (losses/edges.py: x and y differences)
 
     forward(pred, target): both (N, 3, H, W) float RGB, nominally in [0, 1] (VGG normalisation is
-    applied inside). Returns (total, parts) where parts maps "perceptual", "style", "pixel" and
-    "dssim" (the 1 - SSIM term; "ssim" is the val metric's name) to detached scalars, each already
-    multiplied by its global weight. Target features are computed without gradients.
+    applied inside). Returns (total, parts) where parts maps "perceptual", "style", "pixel",
+    "dssim" (the 1 - SSIM term; "ssim" is the val metric's name) and "edge" to detached scalars,
+    each already multiplied by its global weight; a term of weight 0 is neither computed nor named. Target features are computed without gradients.
     """
 
     def __init__(
@@ -45,6 +47,7 @@ class PerceptualStyleLoss(nn.Module):
         criterion: str = "l1",
         vgg_weights: str = "auto",
         vgg_random_init: str = "kaiming",
+        edge_weight: float = 0.0,
     ):
         super().__init__()
         if criterion not in CRITERIA:
@@ -56,6 +59,7 @@ class PerceptualStyleLoss(nn.Module):
         self.style_layer_weights = {k: float(w) for k, w in style.items() if w}
         self.perceptual_weight, self.style_weight = float(perceptual_weight), float(style_weight)
         self.pixel_weight, self.ssim_weight = float(pixel_weight), float(ssim_weight)
+        self.edge_weight = float(edge_weight)
         self.criterion = CRITERIA[criterion]
         layers = set()
         if self.perceptual_weight > 0:
@@ -99,4 +103,8 @@ class PerceptualStyleLoss(nn.Module):
             term = 1 - ssim(pred, target.detach())
             total = total + self.ssim_weight * term
             parts["dssim"] = (self.ssim_weight * term).detach()
+        if self.edge_weight > 0:
+            term = gradient_l1(pred, target.detach())
+            total = total + self.edge_weight * term
+            parts["edge"] = (self.edge_weight * term).detach()
         return total, parts

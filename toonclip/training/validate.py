@@ -97,6 +97,7 @@ def check_train_values(cfg: DictConfig) -> None:
         "loss.style_weight",
         "loss.pixel_weight",
         "loss.ssim_weight",
+        "loss.edge_weight",
     ):
         _nonnegative(cfg, key, "use a number >= 0 (0 turns the term off)")
     for key in ("loss.vgg_weights", "model.weights"):
