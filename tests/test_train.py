@@ -420,3 +420,14 @@ def test_recipe_callbacks_sit_between_the_grid_and_precise_bn(tmp_path, monkeypa
     kinds = [type(c) for c in trainer.callbacks]
     grid, precise = kinds.index(ValidationGrid), kinds.index(PreciseBatchNorm)
     assert kinds[grid + 1 : precise] == [Recipe, Recipe]
+
+
+@pytest.mark.parametrize(("max_epochs", "shown"), [(-1, "Epoch 1"), (3, "Epoch 1/2")])
+def test_progress_bar_names_epochs_without_a_negative_limit(max_epochs, shown):
+    from types import SimpleNamespace
+
+    from toonclip.training.trainer import LoggedStepProgressBar
+
+    bar = LoggedStepProgressBar()
+    bar._trainer = SimpleNamespace(max_epochs=max_epochs)
+    assert bar._get_train_description(1).strip() == shown

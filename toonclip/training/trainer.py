@@ -135,6 +135,12 @@ class LoggedStepProgressBar(RichProgressBar):
             items["train/loss"] = f"{self._loss:.4f}"
         return items
 
+    def _get_train_description(self, current_epoch: int) -> str:
+        # Runs end on steps or time (max_epochs -1); Lightning would print "Epoch 1/-2" then.
+        if self.trainer.max_epochs is None or self.trainer.max_epochs < 0:
+            return f"{f'Epoch {current_epoch}':{len(self.validation_description)}}"
+        return super()._get_train_description(current_epoch)
+
 
 class TimedCheckpoint(ModelCheckpoint):
     """last.ckpt every `train_time_interval`, with the clock looked at every `check_every_n_steps`
