@@ -218,12 +218,15 @@ def test_a_checkpoint_file_is_drawn_beside_its_run(tiny_run, tmp_path):
     shutil.copytree(tiny_run, run)
     summary = json.loads((run / "summary.json").read_text())
     summary["best"]["val/psnr"], summary["final"]["val/psnr"] = 21.0, 19.5
+    summary["identity"] = {"val/psnr": 18.0, "val/ssim": 0.5, "val/l1": 0.1}
     (run / "summary.json").write_text(json.dumps(summary))
     runs = discover([run, run / "checkpoints" / "last.ckpt"])
     assert [r.name for r in runs] == ["run", "run@last"]
     assert [r.checkpoint.name for r in runs] == ["best.ckpt", "last.ckpt"]
     assert [r.psnr for r in runs] == [21.0, 19.5]  # the figure of the checkpoint drawn
-    assert G.header(runs[1], 20).splitlines()[:3] == ["run", "@last", "PSNR 19.50 dB"]
+    # Each header's gain is its own checkpoint's PSNR over identity, not the final one's.
+    assert G.header(runs[0], 20).splitlines() == ["run", "PSNR 21.00 dB", "gain +3.00 dB"]
+    assert G.header(runs[1], 20).splitlines() == ["run", "@last", "PSNR 19.50 dB", "gain +1.50 dB"]
     assert discover([run / "checkpoints" / "best.ckpt"])[0].name == "run"
 
 
@@ -359,9 +362,13 @@ def test_eval_figures_and_gain_over_identity(tmp_path):
     html = (out / "index.html").read_text()
     assert 'data-key="gain_psnr"' in html and ">+1.50</td>" in html and ">-</td>" in html
 
-    runs = discover([evaluated, old])
-    assert G.header(runs[0], 20).splitlines()[-2:] == ["PSNR 20.00 dB", "gain +1.50 dB"]
-    assert G.header(runs[1], 20).splitlines()[-1] == "PSNR 20.00 dB"
+    # Grid headers show best.ckpt's PSNR, so their gain is best minus identity (summarised:
+    # +3.00, where the table's +1.00 is the final validation's); an eval.json's gain (its own
+    # checkpoint and size) is not put beside it, and without an identity there is no gain line.
+    runs = discover([evaluated, summarised, old])
+    assert G.header(runs[0], 20).splitlines()[-1] == "PSNR 20.00 dB"
+    assert G.header(runs[1], 20).splitlines()[-2:] == ["PSNR 20.00 dB", "gain +3.00 dB"]
+    assert G.header(runs[2], 20).splitlines()[-1] == "PSNR 20.00 dB"
 
 
 def test_pareto_labels_drop_shared_parts_and_do_not_overprint(tmp_path):

@@ -119,12 +119,14 @@ def checker_note(size: int) -> str:
 
 
 def header(run: Run, width: int) -> str:
-    """Column header: the run name wrapped to `width` characters, then its PSNR and its PSNR gain
-    over the identity baseline (when known), or its status."""
+    """Column header: the run name wrapped to `width` characters, then the val PSNR of the
+    checkpoint drawn and its gain over the identity baseline (when known), or its status."""
     lines = []
     for part in run.name.replace("@", "__@").split("__"):  # run@last: "@last" on its own line
         lines += textwrap.wrap(part, width) or [""]
-    gain = run.evaluation.get("gain_psnr")
+    # Not the metrics table's gain (the final validation or a later `toonclip eval`): beside
+    # best.ckpt's PSNR that would describe another checkpoint.
+    gain = run.psnr_gain
     if run.status != "failed" and run.psnr is not None:
         lines.append(f"PSNR {run.psnr:.2f} dB")
         if gain is not None:  # over the identity baseline (see the metrics table)

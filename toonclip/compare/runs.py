@@ -54,6 +54,16 @@ class Run:
         return float(value) if value is not None else None
 
     @property
+    def psnr_gain(self) -> float | None:
+        """`psnr` minus the identity baseline's val PSNR (summary.json: same pairs, size and
+        pooling), so it describes the checkpoint drawn; None where either is unknown."""
+        ident = self.summary.get("identity")
+        base = ident.get("val/psnr") if isinstance(ident, dict) else None
+        if self.psnr is None or base is None:
+            return None
+        return self.psnr - float(base)
+
+    @property
     def size(self) -> int | None:
         """Training resolution (px), from summary.json or config.yaml."""
         size = self.summary.get("size") or cfg_get(self.cfg, "data.size")
