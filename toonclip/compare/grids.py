@@ -124,12 +124,12 @@ def header(run: Run, width: int) -> str:
     lines = []
     for part in run.name.replace("@", "__@").split("__"):  # run@last: "@last" on its own line
         lines += textwrap.wrap(part, width) or [""]
-    # Not the metrics table's gain (the final validation or a later `toonclip eval`): beside
-    # best.ckpt's PSNR that would describe another checkpoint.
     gain = run.psnr_gain
     if run.status != "failed" and run.psnr is not None:
         lines.append(f"PSNR {run.psnr:.2f} dB")
-        if gain is not None:  # over the identity baseline (see the metrics table)
+        # Not the metrics table's gain (final validation or `toonclip eval`): beside best.ckpt's
+        # PSNR that one would describe another checkpoint.
+        if gain is not None:
             lines.append(f"gain {gain:+.2f} dB")
         if run.status != "finished":  # e.g. stopped by hand once it levelled off
             lines.append(run.status.upper())

@@ -58,10 +58,8 @@ class Run:
         """`psnr` minus the identity baseline's val PSNR (summary.json: same pairs, size and
         pooling), so it describes the checkpoint drawn; None where either is unknown."""
         ident = self.summary.get("identity")
-        base = ident.get("val/psnr") if isinstance(ident, dict) else None
-        if self.psnr is None or base is None:
-            return None
-        return self.psnr - float(base)
+        base = _number(ident.get("val/psnr")) if isinstance(ident, dict) else None
+        return self.psnr - base if self.psnr is not None and base is not None else None
 
     @property
     def size(self) -> int | None:
