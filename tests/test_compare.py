@@ -191,21 +191,36 @@ def test_cli_errors_are_one_line(runs, tmp_path, capsys, args, expected, synthet
 
 
 def test_peer_outputs_sit_beside_the_runs_by_file_name(tiny_run, synthetic_root, tmp_path):
-    """peers=DIR: another model's outputs for the faces= images (the U2-Net visual bar)."""
-    faces = sorted(p.stem for p in (synthetic_root / "ffhq").iterdir())[:2]
+    """peers=DIR: another model's outputs for the faces= images (the U2-Net visual bar). A
+    missing or undecodable output is a grey tile, logged, and the page is still drawn."""
+    faces = sorted(p.stem for p in (synthetic_root / "ffhq").iterdir())[:3]
     peer = tmp_path / "u2net"
     peer.mkdir()
-    Image.new("RGB", (80, 60), (200, 30, 40)).save(peer / f"{faces[0]}.png")  # one of two faces
-    out = tmp_path / "out"
-    compare([str(tiny_run)], out=out, faces=synthetic_root / "ffhq", peers=[str(peer)], n=2,
-            tile=TILE, latency_runs=0, log=lambda m: None)  # fmt: skip
+    Image.new("RGB", (80, 60), (200, 30, 40)).save(peer / f"{faces[0]}.png")  # faces[1] missing
+    (peer / f"{faces[2]}.png").write_bytes(b"not a png")  # e.g. a download cut short
+    out, logged = tmp_path / "out", []
+    compare([str(tiny_run)], out=out, faces=synthetic_root / "ffhq", peers=[str(peer)], n=3,
+            tile=TILE, latency_runs=0, log=logged.append)  # fmt: skip
     grid = np.asarray(Image.open(out / "compare_faces.png").convert("RGB"))
     assert grid.shape[1] == 3 * TILE + 4 * PAD  # face | the run | u2net
-    # The peer's image for the first face (center-cropped), and a grey tile for the missing one.
-    assert np.abs(tile_at(grid, 2, 0, 2).astype(int) - (200, 30, 40)).max() <= 2
-    assert tuple(tile_at(grid, 2, 1, 2)[-3, -3]) == (90, 90, 90)
+    # The peer's image for the first face (center-cropped), grey tiles for the other two.
+    assert np.abs(tile_at(grid, 3, 0, 2).astype(int) - (200, 30, 40)).max() <= 2
+    assert tuple(tile_at(grid, 3, 1, 2)[-3, -3]) == (90, 90, 90)
+    assert tuple(tile_at(grid, 3, 2, 2)[-3, -3]) == (90, 90, 90)
+    bad = [m for m in logged if "cannot decode" in m]
+    assert len(bad) == 1 and f"{faces[2]}.png" in bad[0] and "grey tile" in bad[0], logged
     assert "beside the outputs in" in (out / "index.html").read_text()
     assert f"texture x1000 at {tiny_size(tiny_run)} px" in (out / "index.html").read_text()
+
+
+def test_a_peer_columns_checker_reads_only_its_outputs(tmp_path):
+    """The grey tiles' text is not the peer's texture: the flat red output alone scores 0."""
+    (tmp_path / "a.png").write_bytes(b"")
+    Image.new("RGB", (40, 40), (200, 30, 40)).save(tmp_path / "b.png")
+    head, images, real = G.peer_column(tmp_path, ["a", "b", "c"], 64, log=lambda m: None)
+    assert real == [False, True, False] and len(images) == 3
+    assert G.with_checker([(head, images)], 32, [real])[0][0].endswith("\nchecker 0.0")
+    assert not G.with_checker([(head, images)], 32)[0][0].endswith("checker 0.0")
 
 
 def tiny_size(run: Path) -> int:

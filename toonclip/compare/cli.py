@@ -152,7 +152,8 @@ def compare(
         if not test_faces:
             faces_note = f"no images in {faces}"
     # Read before any model is loaded: a peer folder without the faces' names fails early.
-    peer_cols = [G.peer_column(folder, names, tile) for folder in peers]
+    peers_read = [G.peer_column(folder, names, tile, log) for folder in peers]
+    peer_cols = [(head, images) for head, images, _ in peers_read]
     if peer_cols:
         faces_note += "; beside the outputs in " + ", ".join(str(p) for p in peers)
 
@@ -219,7 +220,9 @@ def compare(
         save_png(grid, out / "compare_val.png")
         page.val_grid, page.val_note = "compare_val.png", f"{val_note}. {G.checker_note(size)}"
     if test_faces:
-        columns = G.with_checker(face_cols + peer_cols, size, drawn + [True] * len(peer_cols))
+        columns = G.with_checker(
+            face_cols + peer_cols, size, drawn + [real for *_, real in peers_read]
+        )
         face = G.with_checker([("face", test_faces)], size)[0][0]
         grid = G.comparison_grid(test_faces, None, columns, tile, (face, ""))
         save_png(grid, out / "compare_faces.png")

@@ -69,25 +69,37 @@ def folder_faces(folder: str | Path, n: int) -> tuple[list[np.ndarray], list[str
     return [center_square(load_rgb(p)) for p in paths], [p.stem for p in paths]
 
 
-def peer_column(folder: str | Path, stems: list[str], tile: int) -> tuple[str, list[np.ndarray]]:
-    """(header, images): another model's outputs for the same faces, found by file stem in
-    `folder` (e.g. peer-u2net/u2net), center-cropped; a grey tile where one is missing."""
+def peer_column(folder: str | Path, stems: list[str], tile: int, log=print):
+    """(header, images, real): another model's outputs for the same faces, found by file stem
+    in `folder` (e.g. peer-u2net/u2net), center-cropped. A grey tile stands where one is
+    missing or cannot be decoded (logged), and `real` flags the tiles that are outputs."""
     folder = Path(folder)
     if stems and all(find_image(folder, stem) is None for stem in stems):
         raise DataError(
             f"peers: {folder} has no image named like the faces ({', '.join(stems[:3])}, ...); "
             "a peer folder holds outputs under the faces' file names"
         )
-    images = []
+    images, real = [], []
     for stem in stems:
         path = find_image(folder, stem)
-        if path is None:
-            canvas = Image.new("RGB", (tile, tile), (90, 90, 90))
-            ImageDraw.Draw(canvas).text((6, 6), f"no {stem}", fill=(240, 240, 240), font=_font(11))
-            images.append(np.asarray(canvas))
-        else:
-            images.append(center_square(load_rgb(path)))
-    return f"{folder.name}\n(peer outputs)", images
+        try:
+            images.append(center_square(load_rgb(path)) if path else _grey(tile, f"no {stem}"))
+            real.append(path is not None)
+        except DataError as exc:
+            # One bad file among a peer's outputs should not cost the whole page.
+            log(f"  peers: {exc}; drawn as a grey tile")
+            images.append(_grey(tile, f"cannot decode {path.name}"))
+            real.append(False)
+    return f"{folder.name}\n(peer outputs)", images, real
+
+
+def _grey(tile: int, text: str) -> np.ndarray:
+    canvas = Image.new("RGB", (tile, tile), (90, 90, 90))
+    lines = textwrap.wrap(text, max(8, tile // 7))
+    ImageDraw.Draw(canvas).multiline_text(
+        (6, 6), "\n".join(lines), fill=(240, 240, 240), font=_font(11)
+    )
+    return np.asarray(canvas)
 
 
 def predict(stylizer: Stylizer, faces: list[np.ndarray]) -> list[np.ndarray]:
@@ -99,12 +111,16 @@ def predict(stylizer: Stylizer, faces: list[np.ndarray]) -> list[np.ndarray]:
 def with_checker(columns, size: int, drawn=None) -> list[tuple[str, list[np.ndarray]]]:
     """(header, images) columns with a last header line "checker X": the images' mean checker
     energy (metrics.checker_energy, x1000), each image resized to `size` first so that columns
-    at other sizes are read alike. `drawn`: one flag per column (default all); a False column
-    (a run that did not load: its tiles are placeholders) keeps its header as it is."""
+    at other sizes are read alike. `drawn`: one entry per column (default all True): False for
+    a run that did not load (its tiles are placeholders: the header stays as it is), or a list
+    of one flag per image, measuring only the flagged ones (a peer column's grey tiles)."""
     out = []
     for i, (head, images) in enumerate(columns):
-        if images and (drawn is None or drawn[i]):
-            stack = to_tensor(np.stack([resize(image, size) for image in images]))
+        flags = True if drawn is None else drawn[i]
+        flags = [flags] * len(images) if isinstance(flags, bool) else flags
+        measured = [image for image, flag in zip(images, flags, strict=True) if flag]
+        if measured:
+            stack = to_tensor(np.stack([resize(image, size) for image in measured]))
             head = f"{head}\nchecker {1000 * float(np.mean(checker_energy(stack))):.1f}"
         out.append((head, images))
     return out
