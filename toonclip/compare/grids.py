@@ -81,25 +81,17 @@ def peer_column(folder: str | Path, stems: list[str], tile: int, log=print):
         )
     images, real = [], []
     for stem in stems:
-        path = find_image(folder, stem)
-        try:
-            images.append(center_square(load_rgb(path)) if path else _grey(tile, f"no {stem}"))
-            real.append(path is not None)
-        except DataError as exc:
-            # One bad file among a peer's outputs should not cost the whole page.
-            log(f"  peers: {exc}; drawn as a grey tile")
-            images.append(_grey(tile, f"cannot decode {path.name}"))
-            real.append(False)
+        path, image, why = find_image(folder, stem), None, f"no {stem}"
+        if path is not None:
+            try:
+                image = center_square(load_rgb(path))
+            except DataError as exc:
+                # One bad file among a peer's outputs should not cost the whole page.
+                log(f"  peers: {exc}; drawn as a grey tile")
+                why = f"cannot decode {path.name}"
+        real.append(image is not None)
+        images.append(image if image is not None else grey_tile(tile, why))
     return f"{folder.name}\n(peer outputs)", images, real
-
-
-def _grey(tile: int, text: str) -> np.ndarray:
-    canvas = Image.new("RGB", (tile, tile), (90, 90, 90))
-    lines = textwrap.wrap(text, max(8, tile // 7))
-    ImageDraw.Draw(canvas).multiline_text(
-        (6, 6), "\n".join(lines), fill=(240, 240, 240), font=_font(11)
-    )
-    return np.asarray(canvas)
 
 
 def predict(stylizer: Stylizer, faces: list[np.ndarray]) -> list[np.ndarray]:
@@ -158,14 +150,21 @@ def header(run: Run, width: int) -> str:
 
 def failed_tile(run: Run, tile: int, reason: str | None = None) -> np.ndarray:
     """A grey (tile, tile, 3) uint8 tile saying why a run has no prediction."""
-    text = " ".join(str(reason or run.error or "no checkpoint").split())
-    max_lines = max(1, (tile - 30) // 15)
+    title = run.status.upper() if run.failed else "NO PREDICTION"
+    return grey_tile(tile, str(reason or run.error or "no checkpoint"), title)
+
+
+def grey_tile(tile: int, text: str, title: str | None = None) -> np.ndarray:
+    """A grey (tile, tile, 3) uint8 placeholder: an optional red title, then `text` wrapped."""
+    text = " ".join(text.split())
+    top = 26 if title else 6
+    max_lines = max(1, (tile - top - 4) // 15)
     lines = textwrap.wrap(text, max(8, tile // 7), max_lines=max_lines, placeholder=" ...")
     canvas = Image.new("RGB", (tile, tile), (90, 90, 90))
     draw = ImageDraw.Draw(canvas)
-    title = run.status.upper() if run.failed else "NO PREDICTION"
-    draw.text((6, 6), title, fill=(255, 190, 190), font=_font(13))
-    draw.multiline_text((6, 26), "\n".join(lines), fill=(240, 240, 240), font=_font(11))
+    if title:
+        draw.text((6, 6), title, fill=(255, 190, 190), font=_font(13))
+    draw.multiline_text((6, top), "\n".join(lines), fill=(240, 240, 240), font=_font(11))
     return np.asarray(canvas)
 
 
