@@ -223,6 +223,28 @@ def test_a_peer_columns_checker_reads_only_its_outputs(tmp_path):
     assert not G.with_checker([(head, images)], 32)[0][0].endswith("checker 0.0")
 
 
+def test_an_undecodable_face_is_skipped_and_the_next_takes_its_place(
+    tiny_run, synthetic_root, tmp_path
+):
+    """faces=DIR with one bad file (a download cut short): logged, skipped, the page drawn."""
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    stems = sorted(p.stem for p in (synthetic_root / "ffhq").iterdir())[:2]
+    for stem in stems:
+        shutil.copy(synthetic_root / "ffhq" / f"{stem}.jpg", folder)
+    (folder / "0_cut.jpg").write_bytes(b"\xff\xd8\xff")  # sorts first
+    out, logged = tmp_path / "out", []
+    compare([str(tiny_run)], out=out, faces=folder, n=2, tile=TILE, latency_runs=0,
+            log=logged.append)  # fmt: skip
+    bad = [m for m in logged if "cannot decode" in m]
+    assert len(bad) == 1 and "0_cut.jpg" in bad[0] and bad[0].endswith("skipped"), logged
+    grid = np.asarray(Image.open(out / "compare_faces.png").convert("RGB"))
+    for row, stem in enumerate(stems):  # the two good faces fill both rows, in order
+        face = center_square(load_rgb(folder / f"{stem}.jpg"))
+        assert np.array_equal(tile_at(grid, 2, row, 0), fit(face, TILE))
+    assert f"2 images from {folder}: {', '.join(stems)}" in (out / "index.html").read_text()
+
+
 def tiny_size(run: Path) -> int:
     return Stylizer.from_checkpoint(run).size
 

@@ -147,10 +147,10 @@ def compare(
     if faces:
         if not Path(faces).is_dir():
             raise DataError(f"faces={faces} is not a folder; pass a folder of face images")
-        test_faces, names = G.folder_faces(faces, n or 6)
+        test_faces, names = G.folder_faces(faces, n or 6, log)
         faces_note = f"{len(test_faces)} images from {faces}: {', '.join(names)}"
         if not test_faces:
-            faces_note = f"no images in {faces}"
+            faces_note = f"no usable images in {faces}"
     # Read before any model is loaded: a peer folder without the faces' names fails early.
     peers_read = [G.peer_column(folder, names, tile, log) for folder in peers]
     peer_cols = [(head, images) for head, images, _ in peers_read]
@@ -159,9 +159,14 @@ def compare(
 
     calib = None
     if latency == "onnx":  # int8 calibration: the comparison's faces, else synthetic ones
-        from toonclip.export.quantize import load_faces, synthetic_faces
+        from toonclip.export.quantize import faces_tensor, synthetic_faces
 
-        calib = load_faces(faces, 128, limit=8) if faces else synthetic_faces(128, n=8)
+        # Read again for up to 8 faces; the skipped files were logged above.
+        calib = (
+            faces_tensor(G.folder_faces(faces, 8, log=lambda _: None)[0], 128)
+            if test_faces
+            else synthetic_faces(128, n=8)
+        )
     # Characters per header line: run names (digits, "_", lower case) are ~7.5 px wide each
     # at the 13 px header font; 8 px keeps a line inside its tile.
     width = max(8, (tile - 4) // 8)
@@ -191,7 +196,7 @@ def compare(
         del generator
 
     notes = table_notes(
-        latency, latency_runs, threads, tile, _cpu_name(), calibrated_on_faces=bool(faces)
+        latency, latency_runs, threads, tile, _cpu_name(), calibrated_on_faces=bool(test_faces)
     )
     write_csv(rows, out / "metrics.csv")
     write_markdown(rows, out / "metrics.md", note="\n\n".join(notes))

@@ -63,10 +63,21 @@ def val_faces(runs: list[Run], n: int | None, root: str | None = None):
     return [], [], f"validation faces not found ({where}); pass data.root=DIR"
 
 
-def folder_faces(folder: str | Path, n: int) -> tuple[list[np.ndarray], list[str]]:
-    """The first `n` images (by name) of a folder, center-cropped to squares."""
-    paths = sorted(p for p in Path(folder).iterdir() if is_image_file(p))[:n]
-    return [center_square(load_rgb(p)) for p in paths], [p.stem for p in paths]
+def folder_faces(folder: str | Path, n: int, log=print) -> tuple[list[np.ndarray], list[str]]:
+    """(faces, stems): the first `n` images (by name) of a folder that decode, center-cropped
+    to squares. A file that cannot be decoded is logged and the next one takes its place."""
+    faces, stems = [], []
+    for path in sorted(p for p in Path(folder).iterdir() if is_image_file(p)):
+        if len(faces) == n:
+            break
+        try:
+            faces.append(center_square(load_rgb(path)))
+        except DataError as exc:
+            # A folder of test faces is often a download; one bad file should not cost the page.
+            log(f"  faces: {exc}; skipped")
+            continue
+        stems.append(path.stem)
+    return faces, stems
 
 
 def peer_column(folder: str | Path, stems: list[str], tile: int, log=print):

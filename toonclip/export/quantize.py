@@ -29,7 +29,7 @@ def load_faces(folder: str | Path, size: int, limit: int = 16) -> torch.Tensor:
 
     Values are float RGB in [0, 1]. Files sorted by name, so a run is reproducible.
     """
-    from toonclip.data.io import center_square, is_image_file, load_rgb, resize
+    from toonclip.data.io import center_square, is_image_file, load_rgb
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -37,7 +37,14 @@ def load_faces(folder: str | Path, size: int, limit: int = 16) -> torch.Tensor:
     files = sorted(p for p in folder.iterdir() if is_image_file(p))[: max(1, int(limit))]
     if not files:
         raise DataError(f"calib={folder} has no images (.jpg, .png, ...); pass a folder of faces")
-    arrays = [resize(center_square(load_rgb(p)), size) for p in files]
+    return faces_tensor([center_square(load_rgb(p)) for p in files], size)
+
+
+def faces_tensor(faces: list[np.ndarray], size: int) -> torch.Tensor:
+    """(H, W, 3) uint8 square faces resized to (N, 3, size, size) float RGB in [0, 1]."""
+    from toonclip.data.io import resize
+
+    arrays = [resize(face, size) for face in faces]
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div(255)
 
 
