@@ -143,11 +143,14 @@ def compare(
     (out / "strips").mkdir(parents=True, exist_ok=True)
     log(f"comparing {len(runs)} runs into {out}")
     val_faces, val_targets, val_note = G.val_faces(runs, n, data_root)
-    test_faces, names, faces_note = [], [], ""
+    read, test_faces, names, faces_note = [], [], [], ""
     if faces:
         if not Path(faces).is_dir():
             raise DataError(f"faces={faces} is not a folder; pass a folder of face images")
-        test_faces, names = G.folder_faces(faces, n or 6, log)
+        # One read: int8 calibration (latency=onnx) wants 8 faces even when the page shows fewer.
+        count = n or 6
+        read, stems = G.folder_faces(faces, max(count, 8) if latency == "onnx" else count, log)
+        test_faces, names = read[:count], stems[:count]
         faces_note = f"{len(test_faces)} images from {faces}: {', '.join(names)}"
         if not test_faces:
             faces_note = f"no usable images in {faces}"
@@ -161,12 +164,7 @@ def compare(
     if latency == "onnx":  # int8 calibration: the comparison's faces, else synthetic ones
         from toonclip.export.quantize import faces_tensor, synthetic_faces
 
-        # Read again for up to 8 faces; the skipped files were logged above.
-        calib = (
-            faces_tensor(G.folder_faces(faces, 8, log=lambda _: None)[0], 128)
-            if test_faces
-            else synthetic_faces(128, n=8)
-        )
+        calib = faces_tensor(read[:8], 128) if test_faces else synthetic_faces(128, n=8)
     # Characters per header line: run names (digits, "_", lower case) are ~7.5 px wide each
     # at the 13 px header font; 8 px keeps a line inside its tile.
     width = max(8, (tile - 4) // 8)
