@@ -162,3 +162,22 @@ def test_edge_weight_adds_a_named_part_with_gradients():
     assert pred.grad.abs().sum() > 0
     _, without = make(perceptual_weight=0.0, style_weight=0.0)(pred, target)
     assert "edge" not in without  # default 0: not computed
+
+
+def test_ssim_term_is_float32_under_bf16_autocast():
+    """The GPU recipe trains and validates under bf16-mixed; in bf16 the SSIM variances
+    (E[x^2] - E[x]^2 of values near 0.6) are mostly rounding."""
+    from toonclip.losses.ssim import ssim
+
+    torch.manual_seed(0)
+    smooth = torch.nn.functional.avg_pool2d(torch.rand(2, 3, 64, 64), 5, 1, 2)
+    target = 0.5 + 0.3 * smooth  # a face's range: a bright mean, small local variances
+    pred = (target + 0.02 * torch.randn_like(target)).requires_grad_()
+    loss32 = 1 - ssim(pred, target)
+    (grad32,) = torch.autograd.grad(loss32, pred)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss16 = 1 - ssim(pred, target)
+    (grad16,) = torch.autograd.grad(loss16, pred)
+    assert loss16.dtype == torch.float32
+    assert loss16.item() == pytest.approx(loss32.item(), rel=1e-5)
+    assert torch.allclose(grad16, grad32, rtol=1e-4, atol=1e-9)

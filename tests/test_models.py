@@ -100,3 +100,18 @@ def test_weights_from_local_file(tmp_path):
 def test_missing_weights_path_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="model.weights=.*not a file"):
         build_generator(weights=str(tmp_path / "nope.pth"))
+
+
+def test_blurred_skip_keeps_full_precision_under_bf16_autocast():
+    """The blurred face is most of the output: a bf16 blur would round it by more than an
+    8-bit level. With the zero-initialised head the output is the blurred face alone."""
+    gen = build_generator(
+        "unetplusplus", "mobilenetv3_large_100", weights="none", residual=True, residual_blur=2.0
+    ).eval()
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        full = gen(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = gen(x)
+    assert mixed.dtype == torch.float32
+    assert (mixed - full).abs().max().item() < 1e-6

@@ -431,3 +431,26 @@ def test_progress_bar_names_epochs_without_a_negative_limit(max_epochs, shown):
     bar = LoggedStepProgressBar()
     bar._trainer = SimpleNamespace(max_epochs=max_epochs)
     assert bar._get_train_description(1).strip() == shown
+
+
+def test_bf16_mixed_validation_scores_ssim_in_float32(synthetic_root, tmp_path, tiny_overrides):
+    """`gpu_256` validates under bf16-mixed. The identity figures score the face itself, no
+    network output, so they must not depend on the precision; when autocast ran torchmetrics'
+    SSIM convolutions in bf16 they did (a face against its cartoon: -0.16 instead of 0.50)."""
+    from toonclip.training.run import prepare, train
+
+    identity = {}
+    for precision in ("32-true", "bf16-mixed"):
+        overrides = [
+            *tiny_overrides(synthetic_root, tmp_path / precision, steps=1),
+            f"trainer.precision={precision}",
+        ]
+        cfg, run_dir, ckpt = prepare(overrides)
+        train(cfg, run_dir, ckpt_path=ckpt, overrides=overrides)
+        identity[precision] = json.loads((run_dir / "summary.json").read_text())["identity"]
+    assert identity["bf16-mixed"]["val/ssim"] == pytest.approx(
+        identity["32-true"]["val/ssim"], abs=2e-4
+    )
+    assert identity["bf16-mixed"]["val/psnr"] == pytest.approx(
+        identity["32-true"]["val/psnr"], abs=2e-3
+    )

@@ -91,10 +91,11 @@ class DistillModule(ToonModule):
 
     def validation_extra(self, batch: dict, pred: torch.Tensor) -> None:
         n = batch["face"].shape[0]
-        teacher = self.teacher(batch["face"])
-        self.teacher_psnr(teacher, batch["cartoon"].float())
-        self.teacher_ssim(teacher, batch["cartoon"].float())
-        self.fidelity_psnr(pred, teacher)
+        teacher = self.teacher(batch["face"]).float()
+        with torch.autocast(device_type=self.device.type, enabled=False):  # as validation_step
+            self.teacher_psnr(teacher, batch["cartoon"].float())
+            self.teacher_ssim(teacher, batch["cartoon"].float())
+            self.fidelity_psnr(pred, teacher)
         self.log("val/teacher_psnr", self.teacher_psnr, batch_size=n)
         self.log("val/teacher_ssim", self.teacher_ssim, batch_size=n)
         self.log("val/fidelity_psnr", self.fidelity_psnr, batch_size=n)

@@ -28,8 +28,17 @@ def ssim(
 
     Gaussian window 11, sigma 1.5, K1 0.01, K2 0.03, per channel, reflect-padded and averaged over
     every pixel: torchmetrics' `structural_similarity_index_measure(data_range=1.0)`.
-    Computed in float32; returns a scalar in [-1, 1] (1: identical).
+    Computed in float32, autocast or not; returns a scalar in [-1, 1] (1: identical).
     """
+    # Autocast would run the blur convolutions in bf16/fp16 whatever their inputs' dtype, and
+    # variance = E[x^2] - E[x]^2 from 8-bit mantissas is mostly rounding: under bf16-mixed,
+    # 1 - SSIM of a face and its cartoon read 1.02 instead of 0.50 and its gradient pointed 39
+    # degrees away from the float32 one (tests/test_loss.py).
+    with torch.autocast(device_type=pred.device.type, enabled=False):
+        return _ssim(pred, target, window, sigma)
+
+
+def _ssim(pred: torch.Tensor, target: torch.Tensor, window: int, sigma: float) -> torch.Tensor:
     pad = window // 2
     pred = F.pad(pred.float(), (pad, pad, pad, pad), mode="reflect")
     target = F.pad(target.float(), (pad, pad, pad, pad), mode="reflect")

@@ -160,10 +160,13 @@ class ToonModule(L.LightningModule):
         self._log_parts("val", total, parts, n)
         pred = pred.float().clamp(0, 1)
         target, face = batch["cartoon"].float(), batch["face"].float()
-        self.val_psnr(pred, target)
-        self.val_ssim(pred, target)
-        self.identity_psnr(face, target)
-        self.identity_ssim(face, target)
+        # In float32 under bf16/16-mixed too: autocast runs torchmetrics' SSIM convolutions in
+        # half precision, where the SSIM of a face and its cartoon read -0.16 instead of 0.50.
+        with torch.autocast(device_type=self.device.type, enabled=False):
+            self.val_psnr(pred, target)
+            self.val_ssim(pred, target)
+            self.identity_psnr(face, target)
+            self.identity_ssim(face, target)
         l1 = torch.nn.functional.l1_loss
         self.log("val/psnr", self.val_psnr, prog_bar=True, batch_size=n)
         self.log("val/ssim", self.val_ssim, batch_size=n)
