@@ -339,12 +339,12 @@ def test_page_in_headless_chromium(compared):
 def test_gflops_counted_on_meta_match_a_cpu_pass():
     import torch
 
-    from toonclip.compare.tables import count_gflops, count_gflops_cpu
+    from toonclip.models.cost import count_gflops, count_gflops_direct
 
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(),
                               torch.nn.Conv2d(8, 3, 1)).eval()  # fmt: skip
     expected = 2 * 256 * 256 * (8 * 3 * 9 + 3 * 8) / 1e9  # FLOPs = 2 x MACs, biases not counted
-    assert count_gflops(net) == pytest.approx(expected) == count_gflops_cpu(net)
+    assert count_gflops(net) == pytest.approx(expected) == count_gflops_direct(net)
 
 
 def test_eval_figures_and_gain_over_identity(tmp_path):

@@ -1,13 +1,12 @@
 """Per-run numbers: cost at 256 px (parameters, GFLOPs, CPU latency) and the metrics table.
 
-GFLOPs are counted by `torch.utils.flop_counter.FlopCounterMode` on one 1x3x256x256 forward
+GFLOPs are counted by `toonclip.models.cost.count_gflops` on one 1x3x256x256 forward
 pass (FLOPs = 2 x multiply-adds). Latency is the median of a few timed CPU forward passes at
 256 px after one warm-up pass, with a fixed torch thread count, so runs are timed alike.
 """
 
 from __future__ import annotations
 
-import copy
 import csv
 import statistics
 import time
@@ -16,9 +15,10 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from toonclip.compare.runs import Run
+from toonclip.models.cost import count_gflops
+from toonclip.models.factory import count_parameters
 
 COST_SIZE = 256
 # (key, header) in table order; `key` is the CSV column.
@@ -108,34 +108,6 @@ def columns(rows: list[dict]) -> list[tuple[str, str]]:
     ]
 
 
-def count_gflops(model: nn.Module, size: int = COST_SIZE) -> float:
-    """Forward GFLOPs of `model` (eval mode) on one (1, 3, size, size) input.
-
-    Counted on a copy on the meta device: same FLOPs, no arithmetic (a CPU pass of a large
-    network at 256 px takes seconds). Falls back to a CPU pass if an op has no meta kernel.
-    """
-    try:
-        meta, x = copy.deepcopy(model).to("meta"), torch.empty(1, 3, size, size, device="meta")
-    except Exception:  # noqa: BLE001 - e.g. a module that cannot be copied
-        meta, x = model, torch.rand(1, 3, size, size)
-    counter = FlopCounterMode(display=False)
-    try:
-        with counter, torch.inference_mode():
-            meta(x)
-    except (NotImplementedError, RuntimeError):
-        if meta is model:
-            raise
-        return count_gflops_cpu(model, size)
-    return counter.get_total_flops() / 1e9
-
-
-def count_gflops_cpu(model: nn.Module, size: int = COST_SIZE) -> float:
-    counter = FlopCounterMode(display=False)
-    with counter, torch.inference_mode():
-        model(torch.rand(1, 3, size, size))
-    return counter.get_total_flops() / 1e9
-
-
 def latency_ms(model: nn.Module, size: int = COST_SIZE, runs: int = 5, threads: int = 2) -> float:
     """Median wall time (ms) of `runs` CPU forward passes on (1, 3, size, size), after a warm-up."""
     previous = torch.get_num_threads()
@@ -157,7 +129,7 @@ def latency_ms(model: nn.Module, size: int = COST_SIZE, runs: int = 5, threads: 
 def measure(model: nn.Module, latency_runs: int, threads: int) -> Cost:
     """Parameters, GFLOPs at 256 px and (unless latency_runs == 0) CPU latency at 256 px."""
     model = model.cpu().float().eval()
-    cost = Cost(params=sum(p.numel() for p in model.parameters()), gflops=count_gflops(model))
+    cost = Cost(params=count_parameters(model), gflops=count_gflops(model, COST_SIZE))
     if latency_runs > 0:
         cost.latency_ms = latency_ms(model, runs=latency_runs, threads=threads)
     return cost

@@ -1,5 +1,5 @@
 """Callbacks: validation grids (PNG + TensorBoard), training throughput, a final validation,
-precise BatchNorm statistics."""
+precise BatchNorm statistics, the model summary printed at the start of a fit."""
 
 from __future__ import annotations
 
@@ -10,8 +10,53 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import RichModelSummary
+from lightning.pytorch.utilities.model_summary import get_human_readable_count
 
+from toonclip.models.cost import count_gflops_direct
 from toonclip.visual import make_grid, save_png, to_uint8
+
+
+class GeneratorSummary(RichModelSummary):
+    """Lightning's model summary, its FLOPs those of the generator on one (1, 3, size, size)
+    image, counted as summary.json counts them (models/cost.py); other rows read "-".
+
+    Lightning counts FLOPs only through `example_input_array`, which the module leaves unset:
+    Lightning would pass it through on_after_batch_transfer, which expects a batch of pairs,
+    and a compiled generator would compile once more for its shape. Without it every row and
+    the total read 0."""
+
+    def __init__(self, size: int, **kwargs):
+        super().__init__(**kwargs)
+        self.size = int(size)
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        generator = getattr(pl_module, "generator", None)
+        if not self._max_depth or generator is None:
+            return super().on_fit_start(trainer, pl_module)
+        summary = self._summary(trainer, pl_module)
+        if not hasattr(summary, "total_flops"):  # a Lightning without a FLOPs column
+            return super().on_fit_start(trainer, pl_module)
+        data = summary._get_summary_data()
+        if not trainer.is_global_zero:
+            return
+        flops = round(count_gflops_direct(generator, self.size) * 1e9)
+        names = dict(data).get("Name", [])
+        data = [
+            (col, [get_human_readable_count(flops) if n == "generator" else "-" for n in names])
+            if col == "FLOPs"
+            else (col, values)
+            for col, values in data
+        ]
+        self.summarize(
+            data,
+            summary.total_parameters,
+            summary.trainable_parameters,
+            summary.model_size,
+            summary.total_training_modes,
+            total_flops=flops,
+            **self._summarize_kwargs,
+        )
 
 
 class ValidationGrid(L.Callback):

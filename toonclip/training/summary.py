@@ -10,9 +10,6 @@ from importlib import metadata
 from itertools import pairwise
 from pathlib import Path
 
-import torch
-from torch.utils.flop_counter import FlopCounterMode
-
 PACKAGES = (
     "toonclip",
     "torch",
@@ -24,19 +21,6 @@ PACKAGES = (
     "hydra-core",
     "torchmetrics",
 )
-
-
-def gflops(model: torch.nn.Module, size: int) -> float:
-    """Forward GFLOPs of `model` on one (1, 3, size, size) image; FLOPs = 2 x multiply-adds."""
-    param = next(model.parameters())
-    x = torch.rand(1, 3, size, size, device=param.device, dtype=param.dtype)
-    was_training = model.training
-    model.eval()
-    counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        model(x)
-    model.train(was_training)
-    return counter.get_total_flops() / 1e9
 
 
 def versions() -> dict[str, str | None]:
@@ -106,11 +90,14 @@ def start_record(cfg, run_dir: Path) -> dict:
 def model_record(module, cfg) -> dict:
     """Parameters, GFLOPs at the training size, and where the pretrained weights came from."""
     from toonclip.models import count_parameters
+    from toonclip.models.cost import count_gflops_direct
 
     loss_weights = getattr(module.loss, "weights_record", None)
     return {
         "params": count_parameters(module.generator),
-        "gflops": round(gflops(module.generator, cfg.summary.flops_size or cfg.data.size), 3),
+        "gflops": round(
+            count_gflops_direct(module.generator, cfg.summary.flops_size or cfg.data.size), 3
+        ),
         "weights": {
             "encoder": module.generator.weights_record.to_dict(),
             "vgg16": loss_weights.to_dict() if loss_weights else None,

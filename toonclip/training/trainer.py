@@ -17,12 +17,18 @@ from omegaconf import DictConfig, OmegaConf
 
 from toonclip.training import distributed as D
 from toonclip.training.averaging import recipe_callbacks
-from toonclip.training.callbacks import FinalValidation, PreciseBatchNorm, ValidationGrid
+from toonclip.training.callbacks import (
+    FinalValidation,
+    GeneratorSummary,
+    PreciseBatchNorm,
+    ValidationGrid,
+)
 
 # Expected in this design, so not worth a warning on every run: the loss's VGG is frozen in eval
 # mode; OnExceptionCheckpoint makes Lightning look for a fault-tolerant resume; tiny data sets;
 # the adversarial term's manual optimisation checkpoints the state after the step, as automatic
-# optimisation does (resume continues with the next batch).
+# optimisation does (resume continues with the next batch); configure_model only sets the memory
+# format and compiles, it shards nothing, so WeightAveraging's sharding warning does not apply.
 for _pattern in (
     r".*module\(s\) in eval mode.*",
     r".*was called without a model.*",
@@ -32,22 +38,35 @@ for _pattern in (
     r".*smaller than the logging interval.*",
     r".*Experiment logs directory .* exists and is not empty.*",
     r".*no pre-optimization state was saved.*",
+    r".*WeightAveraging doesn't support sharding.*",
 ):
     warnings.filterwarnings("ignore", message=_pattern)
 
 
-class _FullCheckpointNote(logging.Filter):
-    """Lightning logs "`weights_only` was not set, defaulting to `False`" on every
-    trainer.save_checkpoint: the full, resumable checkpoint is what train() wants (a save; every
-    load in toonclip uses torch.load(weights_only=True))."""
+class _LightningNotes(logging.Filter):
+    """Lightning notes that say nothing about a toonclip run, dropped from its console:
+    "`weights_only` was not set, defaulting to `False`" on every trainer.save_checkpoint (the
+    full, resumable checkpoint is what train() wants; every load in toonclip uses
+    torch.load(weights_only=True)); an advertisement for a cloud logger at every fit; and
+    "already configured with model summary callbacks" (GeneratorSummary is ours on purpose)."""
+
+    NOTES = (
+        "`weights_only` was not set",
+        "try installing [litlogger]",
+        "already configured with model summary callbacks",
+    )
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "`weights_only` was not set" not in record.getMessage()
+        message = record.getMessage()
+        return not any(note in message for note in self.NOTES)
 
 
-logging.getLogger("lightning.pytorch.trainer.connectors.checkpoint_connector").addFilter(
-    _FullCheckpointNote()
-)
+for _name in (
+    "lightning.pytorch.trainer.connectors.checkpoint_connector",
+    "lightning.pytorch.utilities.rank_zero",
+):
+    logging.getLogger(_name).addFilter(_LightningNotes())
+
 # Keys of cfg.trainer that are ours, not lightning.Trainer arguments.
 OWN_TRAINER_KEYS = ("val_every_n_steps", "checkpoint_every_n_steps", "checkpoint_every_minutes")
 
@@ -109,6 +128,12 @@ def build_callbacks(
         PreciseBatchNorm(cfg.precise_bn.batches),
         LearningRateMonitor(logging_interval="step"),
         LoggedStepProgressBar(),
+        # The summary's FLOPs at the size summary.json counts them; none if it is switched off.
+        *(
+            [GeneratorSummary(OmegaConf.select(cfg, "summary.flops_size") or cfg.data.size)]
+            if cfg.trainer.get("enable_model_summary", True)
+            else []
+        ),
         *extra_callbacks,
     ]
 
