@@ -115,3 +115,20 @@ def test_blurred_skip_keeps_full_precision_under_bf16_autocast():
             mixed = gen(x)
     assert mixed.dtype == torch.float32
     assert (mixed - full).abs().max().item() < 1e-6
+
+
+def test_generator_flops_are_counted_on_the_meta_device(monkeypatch):
+    """compare counts every run's network at 256 px without running it; the blurred skip's
+    float32 region must not push it onto a real forward pass."""
+    from toonclip.models import cost
+
+    gen = build_generator(
+        "unetplusplus", "mobilenetv3_large_100", weights="none", residual=True, residual_blur=1.0
+    )
+    direct = cost.count_gflops_direct(gen, 64)
+
+    def no_real_pass(*args):
+        raise AssertionError("count_gflops fell back to a real forward pass")
+
+    monkeypatch.setattr(cost, "count_gflops_direct", no_real_pass)
+    assert cost.count_gflops(gen, 64) == pytest.approx(direct)

@@ -13,6 +13,7 @@ import torch
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
 from toonclip.inference import load_checkpoint, resolve_checkpoint
+from toonclip.precision import full_precision
 from toonclip.training.module import ToonModule
 
 
@@ -92,7 +93,7 @@ class DistillModule(ToonModule):
     def validation_extra(self, batch: dict, pred: torch.Tensor) -> None:
         n = batch["face"].shape[0]
         teacher = self.teacher(batch["face"]).float()
-        with torch.autocast(device_type=self.device.type, enabled=False):  # as validation_step
+        with full_precision(self.device):  # as validation_step
             self.teacher_psnr(teacher, batch["cartoon"].float())
             self.teacher_ssim(teacher, batch["cartoon"].float())
             self.fidelity_psnr(pred, teacher)

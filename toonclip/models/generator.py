@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from toonclip.models import weights as W
+from toonclip.precision import full_precision
 
 
 class Generator(nn.Module):
@@ -72,7 +73,7 @@ class Generator(nn.Module):
         # In the input's precision under autocast too: the blurred face is most of the output,
         # and a bf16 blur rounds it by up to 0.005 (more than one 8-bit level).
         r = self.blur_rows.shape[-1] // 2
-        with torch.autocast(device_type=x.device.type, enabled=False):
+        with full_precision(x.device):
             x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="reflect"), self.blur_rows, groups=3)
             return F.conv2d(F.pad(x, (0, 0, r, r), mode="reflect"), self.blur_cols, groups=3)
 
