@@ -44,6 +44,15 @@ train)
   note "eval on the run's val pairs (+ identity)"
   $TOONCLIP eval ckpt="$RUN" out="$RUN/eval_val" 2>&1 | tee "$OUT/eval.log"
   cp "$RUN/eval_val/eval.json" "$OUT/json/eval.json"
+  # The identity SSIM does not depend on the network: validation (under the run's bf16) and eval
+  # (float32) must agree, which they did not before SSIM left autocast (docs/recipe.md).
+  python3 - "$OUT/json/summary.json" "$OUT/json/eval.json" <<'PY' | tee "$OUT/precision_check.txt"
+import json, sys
+summary, evaluation = (json.load(open(p)) for p in sys.argv[1:3])
+val, ev = summary["identity"]["val/ssim"], evaluation["identity_ssim"]
+verdict = "agree" if abs(val - ev) < 2e-3 else "DISAGREE: validation's SSIM is not float32"
+print(f"identity SSIM: validation {val:.4f}, eval (float32) {ev:.4f}: {verdict}")
+PY
   note "compare beside U2-Net (best and last checkpoints), and on the unpaired test faces"
   $TOONCLIP compare "$RUN" "$RUN/checkpoints/last.ckpt" faces="$PEERS/faces" \
     peers="$PEERS/u2net,$PEERS/u2netp" tile="$SIZE" latency_runs=0 out="$RUN/compare_peers" 2>&1 | tail -3

@@ -68,6 +68,7 @@ def test_train_phase_trains_evaluates_compares_and_packs(tmp_path, data):
     summary = json.loads((out / "json" / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["global_step"] == 2
     assert json.loads((out / "json" / "eval.json").read_text())["n_pairs"] > 0
+    assert (out / "precision_check.txt").read_text().rstrip().endswith(": agree")
     with tarfile.open(out / "gpu_measure.tar.gz") as tar:
         names = set(tar.getnames())
     for name in (
