@@ -8,7 +8,7 @@ import csv
 import lightning as L
 import pytest
 import torch
-from conftest import error_line, run_cli
+from conftest import cli, one_error
 
 from toonclip.config import compose
 from toonclip.errors import ConfigError
@@ -252,16 +252,19 @@ def test_bad_values_fail_in_one_line(synthetic_root, tmp_path, override, needle)
     assert not (tmp_path / "r").exists()
 
 
-def test_bad_value_on_the_command_line_and_distillation_are_refused(synthetic_root, tmp_path):
+def test_bad_value_on_the_command_line_and_distillation_are_refused(
+    capsys, synthetic_root, tmp_path
+):
     from toonclip.training.run import prepare
 
-    proc = run_cli(
+    code, _, err = cli(
+        capsys,
         "train",
         *_overrides(synthetic_root, tmp_path / "r"),
         "adversarial.weight=0.1",
         "adversarial.loss=wgan",
     )
-    assert proc.returncode == 2 and "adversarial.loss=wgan" in error_line(proc)
+    assert code == 2 and "adversarial.loss=wgan" in one_error(err)
     distill = ["distill=default", "model=student", f"distill.teacher={tmp_path}"]
     with pytest.raises(ConfigError, match="with distillation: not supported") as info:
         prepare([*_overrides(synthetic_root, tmp_path / "d"), *distill, "adversarial.weight=0.1"])

@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from conftest import HostReads, error_line, run_cli
+from conftest import HostReads, cli, one_error
 from PIL import Image
 
 from toonclip.errors import ConfigError
@@ -217,10 +217,10 @@ def test_bad_distill_options_are_refused_before_a_run_folder(
     assert not (tmp_path / "r").exists()
 
 
-def test_distill_command_errors_are_one_line(tmp_path):
-    proc = run_cli("distill", "teacher=/nope", f"run_dir={tmp_path / 'r'}")
-    assert proc.returncode == 2
-    assert "teacher=/nope does not exist" in error_line(proc)
+def test_distill_command_errors_are_one_line(capsys, tmp_path):
+    code, _, err = cli(capsys, "distill", "teacher=/nope", f"run_dir={tmp_path / 'r'}")
+    assert code == 2
+    assert "teacher=/nope does not exist" in one_error(err)
 
 
 def test_distill_takes_data_from_the_teacher(tiny_run, tmp_path):

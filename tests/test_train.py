@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, error_line, make_pairs, run_cli
+from conftest import REPO, cli, make_pairs, one_error, run_cli
 from PIL import Image
 
 from toonclip.inference import Stylizer, load_checkpoint
@@ -63,38 +63,42 @@ def test_checkpoint_round_trips_through_inference(tiny_run, tiny_checkpoint):
         assert out.shape == face.shape and out.dtype == np.uint8
 
 
-def test_predict_cli_on_file_and_folder(tiny_run, synthetic_root, tmp_path):
-    proc = run_cli(
+def test_predict_cli_on_file_and_folder(capsys, tiny_run, synthetic_root, tmp_path):
+    code, _, err = cli(
+        capsys,
         "predict",
         f"ckpt={tiny_run}",
         f"input={synthetic_root / 'ffhq'}",
         f"output={tmp_path / 'o'}",
     )
-    assert proc.returncode == 0, proc.stderr[-1500:]
+    assert code == 0, err[-1500:]
     assert len(list((tmp_path / "o").glob("*.png"))) == 12
     one = synthetic_root / "ffhq" / "face_000.jpg"
-    proc = run_cli(
+    code, _, err = cli(
+        capsys,
         "predict",
         f"ckpt={tiny_run / 'checkpoints' / 'best.ckpt'}",
         f"input={one}",
         f"output={tmp_path / 'p'}",
         "mode=native",
     )
-    assert proc.returncode == 0 and (tmp_path / "p" / "face_000.png").is_file()
+    assert code == 0 and (tmp_path / "p" / "face_000.png").is_file()
     assert Image.open(tmp_path / "p" / "face_000.png").size == Image.open(one).size
 
 
-def test_bad_image_stops_before_training_with_one_line(tmp_path, tiny_overrides):
+def test_bad_image_stops_before_training_with_one_line(capsys, tmp_path, tiny_overrides):
     root = make_pairs(tmp_path / "d", n=4, size=32)
     (root / "comics_heroes" / "face_002.png").write_bytes(b"\x89PNG broken")
-    proc = run_cli("train", *tiny_overrides(root, tmp_path / "run"))
-    assert proc.returncode != 0
-    line = error_line(proc)
+    code, _, err = cli(capsys, "train", *tiny_overrides(root, tmp_path / "run"))
+    assert code != 0
+    line = one_error(err)
     assert "face_002.png" in line and "data.skip_bad=true" in line
     assert not (tmp_path / "run" / "checkpoints").exists()
-    proc = run_cli("train", *tiny_overrides(root, tmp_path / "run2"), "data.skip_bad=true")
-    assert proc.returncode == 0, proc.stderr[-1500:]
-    assert "skipped 1 pair(s)" in proc.stderr and "face_002.png" in proc.stderr
+    code, _, err = cli(
+        capsys, "train", *tiny_overrides(root, tmp_path / "run2"), "data.skip_bad=true"
+    )
+    assert code == 0, err[-1500:]
+    assert "skipped 1 pair(s)" in err and "face_002.png" in err
     summary = json.loads((tmp_path / "run2" / "summary.json").read_text())
     assert summary["skipped_pairs"] == ["face_002"]
 
@@ -109,16 +113,16 @@ def test_bad_image_stops_before_training_with_one_line(tmp_path, tiny_overrides)
     ],
 )
 def test_bad_names_fail_fast_without_a_run_folder(
-    tmp_path, synthetic_root, tiny_overrides, override, needle
+    capsys, tmp_path, synthetic_root, tiny_overrides, override, needle
 ):
-    proc = run_cli("train", *tiny_overrides(synthetic_root, tmp_path / "run"), override)
-    assert proc.returncode == 2 and needle in error_line(proc)
+    code, _, err = cli(capsys, "train", *tiny_overrides(synthetic_root, tmp_path / "run"), override)
+    assert code == 2 and needle in one_error(err)
     assert not (tmp_path / "run").exists()
 
 
-def test_existing_run_is_never_overwritten(tiny_run, synthetic_root, tiny_overrides):
-    proc = run_cli("train", *tiny_overrides(synthetic_root, tiny_run))
-    assert proc.returncode == 2 and "resume=true" in error_line(proc)
+def test_existing_run_is_never_overwritten(capsys, tiny_run, synthetic_root, tiny_overrides):
+    code, _, err = cli(capsys, "train", *tiny_overrides(synthetic_root, tiny_run))
+    assert code == 2 and "resume=true" in one_error(err)
 
 
 def test_killed_run_resumes_from_last_checkpoint(tmp_path, synthetic_root, tiny_overrides):
@@ -182,16 +186,17 @@ def _logged_steps(run_dir) -> list[int]:
         return [int(float(r["step"])) for r in csv.DictReader(f) if r.get("step")]
 
 
-def test_nan_loss_fails_with_one_line(tmp_path, synthetic_root, tiny_overrides):
-    proc = run_cli(
+def test_nan_loss_fails_with_one_line(capsys, tmp_path, synthetic_root, tiny_overrides):
+    code, _, err = cli(
+        capsys,
         "train",
         *tiny_overrides(synthetic_root, tmp_path / "run"),
         "optim.optimizer.lr=1e30",
         "loss.pixel_weight=1e30",
         "trainer.gradient_clip_val=null",
     )
-    assert proc.returncode == 2
-    assert "loss became" in error_line(proc)
+    assert code == 2
+    assert "loss became" in one_error(err)
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["status"] == "failed" and "loss became" in summary["error"]
 

@@ -75,12 +75,30 @@ def _usage() -> str:
     return f"usage: toonclip COMMAND [key=value ...]\n\ncommands:\n{rows}\n"
 
 
+class _Stderr(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time of each message (as logging.lastResort does),
+    so that commands run in-process (notebooks, tests capturing stderr) see their log lines."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 def _setup_logging() -> None:
-    """INFO for toonclip's own messages; Lightning keeps its own handler (no double lines)."""
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    """INFO for toonclip's own messages; Lightning keeps its own handler (no double lines).
+    Once per process: a second command run in-process adds no second handler."""
     logger = logging.getLogger("toonclip")
-    logger.addHandler(handler)
+    if not any(isinstance(h, _Stderr) for h in logger.handlers):
+        handler = _Stderr()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False
 
