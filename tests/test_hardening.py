@@ -339,3 +339,22 @@ def test_predict_bad_values_are_one_line(tiny_checkpoint, tmp_path, option, need
     with pytest.raises(ConfigError, match=needle):
         predict(args)
     assert taken.read_text() == "keep me" and not (tmp_path / "out").exists()
+
+
+def test_commands_run_in_process_log_once_to_the_current_stderr(capsys, monkeypatch):
+    """Each `main()` call sets up toonclip's logging; a second call in the same process (the
+    test suite, an interactive session) must not add a second handler, and log lines must
+    reach whatever sys.stderr is now, not the stream of the first call."""
+    import io
+    import logging
+
+    from toonclip import cli as C
+
+    C._setup_logging()
+    C._setup_logging()
+    logging.getLogger("toonclip.data.pairs").info("one line %d", 1)
+    assert capsys.readouterr().err.count("one line 1") == 1
+    later = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", later)
+    logging.getLogger("toonclip.data.pairs").warning("after the swap")
+    assert "after the swap" in later.getvalue()
