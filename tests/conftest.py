@@ -144,7 +144,7 @@ def error_line(proc: subprocess.CompletedProcess) -> str:
 def cli(capsys, *args) -> tuple[int, str, str]:
     """`toonclip ARGS` in-process: (exit code, stdout, stderr).
 
-    About 10 s cheaper per call than run_cli on a 2-core host: no new interpreter importing torch,
+    About 9 s cheaper per call than run_cli on a 2-core host: no new interpreter importing torch,
     Lightning and timm. run_cli stays for what needs a process of its own (signals, DDP, the
     `python -m toonclip.cli` entry point, scripts)."""
     from toonclip.cli import main

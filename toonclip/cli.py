@@ -77,7 +77,8 @@ def _usage() -> str:
 
 class _Stderr(logging.StreamHandler):
     """Writes to whatever sys.stderr is at the time of each message (as logging.lastResort does),
-    so that commands run in-process (notebooks, tests capturing stderr) see their log lines."""
+    so that commands run in-process (an interactive session, tests capturing stderr) see their
+    log lines."""
 
     def __init__(self) -> None:
         super().__init__(sys.stderr)
