@@ -134,11 +134,8 @@ def run_cli(
 
 
 def error_line(proc: subprocess.CompletedProcess) -> str:
-    """The one `error: ...` line a failing command printed (asserts there is exactly one)."""
-    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
-    assert len(lines) == 1, proc.stderr[-2000:]
-    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
-    return lines[0]
+    """The one `error: ...` line a failing subprocess printed (asserts there is exactly one)."""
+    return one_error(proc.stderr)
 
 
 def cli(capsys, *args) -> tuple[int, str, str]:
@@ -161,9 +158,9 @@ def stylize(capsys, model, *args) -> tuple[int, str, str]:
 
 
 def one_error(err: str) -> str:
-    """The one `error:` line of an in-process command's stderr (asserts there is exactly one)."""
+    """The one `error:` line of a command's stderr (asserts there is exactly one, no traceback)."""
     lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
-    assert len(lines) == 1 and "Traceback" not in err, err
+    assert len(lines) == 1 and "Traceback" not in err, err[-2000:]
     return lines[0]
 
 
