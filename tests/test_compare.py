@@ -173,7 +173,7 @@ def test_discover_sweep_index_and_missing_member(runs, tmp_path):
         (["{missing}"], "does not exist or is not a folder"),
         (["{empty}"], "holds no runs"),
         (["{run}", "tile=abc"], "tile=abc: use a whole number >= 32"),
-        (["{run}", "colour=red"], "unknown option 'colour'"),
+        (["{run}", "colour=red"], "toonclip compare has no option 'colour'"),
         (["{run}", "faces={missing}"], "is not a folder"),
         (["{run}", "peers={empty}"], "peers= needs faces=DIR"),
         (["{run}", "faces={faces}", "peers={missing}"], "is not a folder"),

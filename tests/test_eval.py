@@ -199,7 +199,7 @@ def test_onnx_model_inside_and_outside_a_run(onnx_affine, fake_run, synthetic_ro
         (["ckpt={run}", "split=train"], "split=train: use split=val"),
         (["ckpt={run}", "size=48"], "size=48: must be a multiple of 32"),
         (["ckpt={run}", "n=x"], "n=x: use a whole number >= 0"),
-        (["ckpt={run}", "colour=red"], "unknown option 'colour' for eval"),
+        (["ckpt={run}", "colour=red"], "toonclip eval has no option 'colour'"),
         (["ckpt={run}", "device=cuda:0"], "device=cuda:0"),
         (["ckpt={run}", "data.root={tmp}/nowhere"], "data.root={tmp}/nowhere does not exist"),
         (["ckpt={run}", "val=ghost_007"], "ghost_007"),

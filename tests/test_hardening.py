@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import REPO, error_line, run_cli
+from conftest import REPO, cli, error_line, one_error, run_cli
 
 from toonclip.errors import ConfigError
 from toonclip.sweep.job import outcome
@@ -358,3 +358,28 @@ def test_commands_run_in_process_log_once_to_the_current_stderr(capsys, monkeypa
     monkeypatch.setattr(sys, "stderr", later)
     logging.getLogger("toonclip.data.pairs").warning("after the swap")
     assert "after the swap" in later.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["eval", "ckpt=RUN", "spilt=val"], "toonclip eval has no option 'spilt' (did you mean split=?)"),
+        (["predict", "ckpt=RUN", "inptu=a.jpg", "output=o"], "'inptu' (did you mean input=?)"),
+        (["export", "ckpt=RUN", "fromat=onnx"], "'fromat' (did you mean format=?)"),
+        (["export", "ckpt=RUN", "onnx"], "toonclip export: unexpected argument 'onnx'"),
+        (["compare", "RUN", "laetncy=onnx"], "'laetncy' (did you mean latency=?)"),
+        (["bench", "RUN", "thread=2"], "'thread' (did you mean threads=?)"),
+        (["temporal", "RUN", "video=synthetic", "frame=3"], "'frame' (did you mean frames=?)"),
+        (["stylize", "RUN", "inptu=a.jpg"], "'inptu' (did you mean input=?)"),
+        (["demo", "RUN", "prot=7860"], "'prot' (did you mean port=?)"),
+        # Before, a typo of source= was dropped and fetch went to the network instead.
+        (["data", "fetch", "sourse=DIR"], "toonclip data fetch has no option 'sourse' (did you mean source=?)"),
+    ],
+)  # fmt: skip
+def test_a_mistyped_option_names_the_nearest_one_before_any_work(capsys, tmp_path, argv, expected):
+    """RUN does not exist: the option is checked first, so the line is about the typo."""
+    argv = [a.replace("RUN", str(tmp_path / "no_run")).replace("DIR", str(tmp_path)) for a in argv]
+    code, _, err = cli(capsys, *argv)
+    line = one_error(err)
+    assert code == 2 and expected in line and "valid: " in line, line
+    assert not any(tmp_path.iterdir())  # nothing fetched or written

@@ -175,7 +175,7 @@ def bad_videos(tmp_path_factory) -> dict[str, Path]:
         (["video=synthetic", "size=abc"], "size=abc: give an integer >= 32"),
         (["video=synthetic", "flow=lk"], "flow=lk: use flow=dis or flow=farneback"),
         (["video=synthetic", "videos=true"], "give out=DIR too"),
-        (["video=synthetic", "clip=x"], "unknown option(s) clip"),
+        (["video=synthetic", "clip=x"], "toonclip temporal has no option 'clip'"),
     ],
 )
 def test_temporal_bad_input_one_line(small_checkpoint, bad_videos, capsys, args, needle):

@@ -6,11 +6,13 @@ installed only breaks the command that needs it.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import logging
 import sys
+from collections.abc import Iterable
 
-from toonclip.errors import ToonclipError
+from toonclip.errors import ConfigError, ToonclipError
 
 # name -> ("module:function", one-line help). Each function takes the remaining argv list.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -69,6 +71,29 @@ def split_args(argv: list[str]) -> tuple[list[str], dict[str, str]]:
     return positionals, options
 
 
+def parse_options(
+    argv: list[str], program: str, valid: Iterable[str], *, paths: bool = True
+) -> tuple[list[str], dict[str, str]]:
+    """`split_args`, then refuse what `program` (e.g. "toonclip eval") does not take, before any work:
+    an unknown option names the nearest valid one (a typo of `source=` must not quietly fall
+    back to the default), and with `paths=False` a bare word is refused too."""
+    valid = list(valid)
+    positionals, options = split_args(argv)
+    unknown = [key for key in options if key not in valid]
+    if unknown:
+        near = difflib.get_close_matches(unknown[0], valid, n=1)
+        hint = f" (did you mean {near[0]}=?)" if near else ""
+        raise ConfigError(
+            f"{program} has no option '{unknown[0]}'{hint}; valid: {', '.join(valid)}"
+        )
+    if positionals and not paths:
+        raise ConfigError(
+            f"{program}: unexpected argument '{positionals[0]}'; options are key=value, "
+            f"valid: {', '.join(valid)}"
+        )
+    return positionals, options
+
+
 def _usage() -> str:
     width = max(map(len, COMMANDS))
     rows = "\n".join(f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items())
@@ -111,8 +136,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
-        import difflib
-
         near = difflib.get_close_matches(name, COMMANDS, n=1)
         hint = f" (did you mean '{near[0]}'?)" if near else ""
         print(

@@ -10,7 +10,7 @@ import logging
 import sys
 from pathlib import Path
 
-from toonclip.cli import split_args
+from toonclip.cli import parse_options
 from toonclip.data.io import is_image_file, load_rgb
 from toonclip.errors import ConfigError, DataError
 from toonclip.inference import Stylizer, torch_device
@@ -32,10 +32,7 @@ def collect_inputs(path: Path) -> list[Path]:
 
 
 def cli(argv: list[str]) -> int:
-    positionals, opts = split_args(argv)
-    unknown = [k for k in opts if k not in OPTIONS] + positionals
-    if unknown:
-        raise ConfigError(f"unknown option '{unknown[0]}' for predict; valid: {', '.join(OPTIONS)}")
+    _, opts = parse_options(argv, "toonclip predict", OPTIONS, paths=False)
     for key in ("ckpt", "input", "output"):
         if key not in opts:
             raise ConfigError(

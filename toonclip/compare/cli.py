@@ -25,7 +25,7 @@ import re
 import time
 from pathlib import Path
 
-from toonclip.cli import split_args
+from toonclip.cli import parse_options
 from toonclip.compare import grids as G
 from toonclip.compare.page import Page, write_page
 from toonclip.compare.plot import pareto_plot
@@ -48,7 +48,8 @@ USAGE = (
     "[data.root=DIR] [latency=torch|onnx] [latency_runs=N] [threads=N] [strip_max=N]"
 )
 INTS = {"n": 1, "tile": 32, "latency_runs": 0, "threads": 1, "strip_max": 1}  # name -> minimum
-OPTIONS = {"out", "faces", "peers", "data.root", "latency", *INTS}
+OPTIONS = ("out", "faces", "peers", "n", "tile", "data.root", "latency", "latency_runs", "threads")
+OPTIONS += ("strip_max",)
 LATENCY = ("torch", "onnx")
 
 
@@ -240,10 +241,7 @@ def cli(argv: list[str]) -> int:
     if argv and argv[0] in ("-h", "--help"):
         print(USAGE)
         return 0
-    paths, options = split_args(argv)
-    unknown = sorted(set(options) - OPTIONS)
-    if unknown:
-        raise ConfigError(f"unknown option '{unknown[0]}'; {USAGE}")
+    paths, options = parse_options(argv, "toonclip compare", OPTIONS)
     kwargs = {}
     for key, minimum in INTS.items():
         if key in options:

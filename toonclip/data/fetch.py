@@ -14,7 +14,7 @@ import shutil
 import urllib.request
 from pathlib import Path
 
-from toonclip.cli import split_args
+from toonclip.cli import parse_options
 from toonclip.data.io import load_rgb
 from toonclip.data.pairs import find_pairs
 from toonclip.errors import ConfigError, DataError
@@ -29,7 +29,7 @@ TIMEOUT_S = 30
 
 
 def cli(argv: list[str]) -> int:
-    positionals, opts = split_args(argv)
+    positionals, opts = parse_options(argv, "toonclip data fetch", ("dest", "source"))
     if positionals != ["fetch"]:
         raise ConfigError("usage: toonclip data fetch [dest=DIR] [source=DIR]")
     dest = Path(opts.get("dest", DEFAULT_DEST))

@@ -220,13 +220,10 @@ def launch(
 
 
 def cli(argv: list[str]) -> int:
-    from toonclip.cli import split_args
+    from toonclip.cli import parse_options
     from toonclip.export.runtime import load_model
 
-    paths, opts = split_args(argv)
-    unknown = sorted(set(opts) - set(OPTIONS))
-    if unknown:
-        raise ConfigError(f"unknown option(s) {', '.join(unknown)}; valid: {', '.join(OPTIONS)}")
+    paths, opts = parse_options(argv, "toonclip demo", OPTIONS)
     threads = int(opts["threads"]) if "threads" in opts else None
     models = {}
     for path in paths:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from toonclip.cli import split_args
+from toonclip.cli import parse_options
 from toonclip.data.cache import build_cache
 from toonclip.data.io import resize
 from toonclip.data.pairs import find_pairs
@@ -193,9 +193,6 @@ def cli(argv: list[str]) -> int:
     if argv and argv[0] in ("-h", "--help"):
         print(f"usage: {USAGE}")
         return 0
-    positionals, opts = split_args(argv)
-    unknown = [k for k in opts if k not in OPTIONS] + positionals
-    if unknown:
-        raise ConfigError(f"unknown option '{unknown[0]}' for eval; valid: {', '.join(OPTIONS)}")
+    _, opts = parse_options(argv, "toonclip eval", OPTIONS, paths=False)
     run_eval(opts)
     return 0

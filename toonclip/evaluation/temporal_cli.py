@@ -186,13 +186,10 @@ def load_clip(opts: dict, size: int, n_frames: int) -> tuple[list[np.ndarray], f
 def cli(argv: list[str]) -> int:
     import torch
 
-    from toonclip.cli import split_args
+    from toonclip.cli import parse_options
     from toonclip.export.runtime import load_model, make_stylizer
 
-    paths, opts = split_args(argv)
-    unknown = sorted(set(opts) - set(OPTIONS))
-    if unknown:
-        raise ConfigError(f"unknown option(s) {', '.join(unknown)}; valid: {', '.join(OPTIONS)}")
+    paths, opts = parse_options(argv, "toonclip temporal", OPTIONS)
     if not paths:
         raise ConfigError(f"usage: {USAGE}")
     if "video" not in opts:

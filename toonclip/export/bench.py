@@ -168,12 +168,9 @@ def export_variants(ckpt: LoadedModel, variants: list[str], folder: Path, calib,
 
 
 def cli(argv: list[str]) -> int:
-    from toonclip.cli import split_args
+    from toonclip.cli import parse_options
 
-    paths, opts = split_args(argv)
-    unknown = sorted(set(opts) - set(OPTIONS))
-    if unknown:
-        raise ConfigError(f"unknown option(s) {', '.join(unknown)}; valid: {', '.join(OPTIONS)}")
+    paths, opts = parse_options(argv, "toonclip bench", OPTIONS)
     if not paths:
         raise ConfigError("usage: toonclip bench MODEL... [size=256,512] [threads=2]")
     sizes, threads = parse_sizes(opts.get("size", "256,512")), int(opts.get("threads", 2))

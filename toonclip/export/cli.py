@@ -54,14 +54,10 @@ def _mb(path: Path) -> float:
 
 
 def cli(argv: list[str]) -> int:
-    from toonclip.cli import split_args
+    from toonclip.cli import parse_options
     from toonclip.inference import load_checkpoint, resolve_checkpoint
 
-    positionals, opts = split_args(argv)
-    unknown = sorted(set(opts) - set(OPTIONS))
-    if unknown or positionals:
-        bad = ", ".join(unknown + positionals)
-        raise ConfigError(f"unknown argument(s) {bad}; valid options: {', '.join(OPTIONS)}")
+    _, opts = parse_options(argv, "toonclip export", OPTIONS, paths=False)
     if "ckpt" not in opts:
         raise ConfigError("missing ckpt=FILE: toonclip export ckpt=RUN/checkpoints/best.ckpt")
     fmt = opts.get("format", "onnx").lower()

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 
-from toonclip.errors import ConfigError
 from toonclip.stylize.people import draw_person, iou, person_shape
 
 log = logging.getLogger(__name__)
@@ -126,16 +125,14 @@ def main(argv: list[str] | None = None) -> int:
     import cv2
     import torch
 
-    from toonclip.cli import split_args
+    from toonclip.cli import parse_options
     from toonclip.export.bench import time_call
     from toonclip.export.cli import parse_bool
     from toonclip.stylize.faces import FaceDetector
     from toonclip.stylize.masks import GrabCutMasker, OnnxMasker
 
-    _, opts = split_args(list(sys.argv[1:] if argv is None else argv))
-    unknown = sorted(set(opts) - set(OPTIONS))
-    if unknown:
-        raise ConfigError(f"unknown option(s) {', '.join(unknown)}; valid: {', '.join(OPTIONS)}")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    _, opts = parse_options(argv, "python -m toonclip.stylize.bench_regions", OPTIONS, paths=False)
     n, size = int(opts.get("n", 24)), int(opts.get("size", 256))
     threads, runs = int(opts.get("threads", 1)), int(opts.get("runs", 10))
     cv2.setNumThreads(threads)

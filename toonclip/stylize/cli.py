@@ -143,16 +143,13 @@ def default_output(src: Path, kind: str) -> Path:
 
 
 def cli(argv: list[str]) -> int:
-    from toonclip.cli import split_args
+    from toonclip.cli import parse_options
     from toonclip.data.io import is_image_file
     from toonclip.export.runtime import load_model
     from toonclip.stylize.images import stylize_folder, stylize_image
     from toonclip.stylize.video import VIDEO_EXTENSIONS, is_video_file, stylize_video
 
-    positionals, opts = split_args(argv)
-    unknown = sorted(set(opts) - set(OPTIONS))
-    if unknown:
-        raise ConfigError(f"unknown option(s) {', '.join(unknown)}; valid: {', '.join(OPTIONS)}")
+    positionals, opts = parse_options(argv, "toonclip stylize", OPTIONS)
     if len(positionals) != 1 or "input" not in opts:
         raise ConfigError("usage: toonclip stylize MODEL input=IMAGE|DIR|VIDEO [output=PATH]")
     src = Path(opts["input"])
