@@ -48,8 +48,7 @@ USAGE = (
     "[data.root=DIR] [latency=torch|onnx] [latency_runs=N] [threads=N] [strip_max=N]"
 )
 INTS = {"n": 1, "tile": 32, "latency_runs": 0, "threads": 1, "strip_max": 1}  # name -> minimum
-OPTIONS = ("out", "faces", "peers", "n", "tile", "data.root", "latency", "latency_runs", "threads")
-OPTIONS += ("strip_max",)
+OPTIONS = ("out", "faces", "peers", "data.root", "latency", *INTS)
 LATENCY = ("torch", "onnx")
 
 
