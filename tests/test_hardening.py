@@ -36,6 +36,8 @@ from toonclip.training.run import prepare
         ("trainer.max_steps=abc", "trainer.max_steps=abc"),
         ("loss.vgg_weights=bogus", "loss.vgg_weights=bogus"),
         ("loss.pixel_weight=-1", "loss.pixel_weight=-1"),
+        ("loss.pixel_criterion=l3", "loss.pixel_criterion=l3: use one of l1, l2"),
+        ("loss.criterion=huber", "loss.criterion=huber: use one of l1, l2"),
         ("ema.decay=1.5", "ema.decay=1.5"),
         ("optim.optimizer.fused=banana", "optim.optimizer.fused=banana: use true"),
         ("model.arch=unetplusplus model.encoder=mit_b0", "cannot use model.encoder=mit_b0"),

@@ -82,6 +82,17 @@ def test_unknown_layer_is_a_config_error():
         make(layer_weights={"relu9_9": 1.0})
 
 
+def test_pixel_criterion_picks_the_pixel_terms_error():
+    pred, target = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
+    only_pixel = dict(perceptual_weight=0.0, style_weight=0.0, ssim_weight=0.0, pixel_weight=2.0)
+    _, l1 = make(**only_pixel)(pred, target)
+    _, l2 = make(**only_pixel, pixel_criterion="l2")(pred, target)
+    assert l1["pixel"].item() == pytest.approx(2 * (pred - target).abs().mean().item(), rel=1e-5)
+    assert l2["pixel"].item() == pytest.approx(2 * (pred - target).pow(2).mean().item(), rel=1e-5)
+    with pytest.raises(ConfigError, match="loss.pixel_criterion=l3: use one of l1"):
+        make(pixel_criterion="l3")
+
+
 def test_vgg_stays_in_eval_mode():
     loss = make()
     loss.train()

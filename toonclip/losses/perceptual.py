@@ -26,7 +26,7 @@ def gram(features: torch.Tensor) -> torch.Tensor:
 class PerceptualStyleLoss(nn.Module):
     """total = perceptual_weight * sum_l w_l * crit(phi_l(pred), phi_l(target))
              + style_weight * sum_l s_l * crit(G(phi_l(pred)), G(phi_l(target)))
-             + pixel_weight * L1(pred, target)
+             + pixel_weight * pixel_crit(pred, target)  (L1 by default)
              + ssim_weight * (1 - SSIM(pred, target))      (losses/ssim.py: the val metric's SSIM)
              + edge_weight * L1(grad(pred), grad(target))  (losses/edges.py: x and y differences)
 
@@ -48,10 +48,12 @@ class PerceptualStyleLoss(nn.Module):
         vgg_weights: str = "auto",
         vgg_random_init: str = "kaiming",
         edge_weight: float = 0.0,
+        pixel_criterion: str = "l1",
     ):
         super().__init__()
-        if criterion not in CRITERIA:
-            raise ConfigError(f"loss.criterion={criterion}: use one of {', '.join(CRITERIA)}")
+        for key, value in (("criterion", criterion), ("pixel_criterion", pixel_criterion)):
+            if value not in CRITERIA:
+                raise ConfigError(f"loss.{key}={value}: use one of {', '.join(CRITERIA)}")
         # A weight of 0 drops the layer: config files merge mappings, so 0 is how an experiment
         # removes a layer that the default loss uses.
         self.layer_weights = {k: float(w) for k, w in (layer_weights or {}).items() if w}
@@ -60,7 +62,7 @@ class PerceptualStyleLoss(nn.Module):
         self.perceptual_weight, self.style_weight = float(perceptual_weight), float(style_weight)
         self.pixel_weight, self.ssim_weight = float(pixel_weight), float(ssim_weight)
         self.edge_weight = float(edge_weight)
-        self.criterion = CRITERIA[criterion]
+        self.criterion, self.pixel_criterion = CRITERIA[criterion], CRITERIA[pixel_criterion]
         layers = set()
         if self.perceptual_weight > 0:
             layers |= set(self.layer_weights)
@@ -96,7 +98,7 @@ class PerceptualStyleLoss(nn.Module):
                 total = total + self.style_weight * term
                 parts["style"] = (self.style_weight * term).detach()
         if self.pixel_weight > 0:
-            term = F.l1_loss(pred.float(), target.detach().float())
+            term = self.pixel_criterion(pred.float(), target.detach().float())
             total = total + self.pixel_weight * term
             parts["pixel"] = (self.pixel_weight * term).detach()
         if self.ssim_weight > 0:
