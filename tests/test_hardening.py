@@ -385,3 +385,24 @@ def test_a_mistyped_option_names_the_nearest_one_before_any_work(capsys, tmp_pat
     line = one_error(err)
     assert code == 2 and expected in line and "valid: " in line, line
     assert not any(tmp_path.iterdir())  # nothing fetched or written
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["train", "model.archh=x"], "did you mean model.arch?"),
+        (["distill", "teacher=RUN", "student.encodr=x"], "did you mean model.encoder?"),
+    ],
+)
+def test_a_mistyped_train_key_fails_before_torch_and_lightning_are_imported(argv, expected):
+    """training/entry.py composes the command line first: a typo costs Hydra's ~0.2 s, not the
+    ~6 s of importing Lightning, smp and timm."""
+    code = (
+        "import sys; from toonclip.cli import main; rc = main(sys.argv[1:]); "
+        "print(rc, 'lightning' in sys.modules, 'torch' in sys.modules)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=REPO, timeout=120
+    )
+    assert proc.stdout.split() == ["2", "False", "False"], proc.stdout + proc.stderr
+    assert expected in one_error(proc.stderr)

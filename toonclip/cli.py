@@ -17,7 +17,7 @@ from toonclip.errors import ConfigError, ToonclipError
 # name -> ("module:function", one-line help). Each function takes the remaining argv list.
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": (
-        "toonclip.training.run:cli",
+        "toonclip.training.entry:cli",
         "train a model: toonclip train [experiment=NAME] [key=value ...]",
     ),
     "distill": (

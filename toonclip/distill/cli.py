@@ -33,6 +33,6 @@ def distill_overrides(argv: list[str]) -> list[str]:
 
 
 def cli(argv: list[str]) -> int:
-    from toonclip.training import run
+    from toonclip.training import entry
 
-    return run.cli(distill_overrides(argv))
+    return entry.cli(distill_overrides(argv))

@@ -22,7 +22,6 @@ import yaml
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
-from toonclip.cli import split_args
 from toonclip.config import compose, to_yaml
 from toonclip.data.datamodule import PairDataModule
 from toonclip.data.pairs import find_pairs
@@ -39,11 +38,7 @@ from toonclip.training.trainer import build_trainer
 
 
 def cli(argv: list[str]) -> int:
-    positionals, _ = split_args(argv)
-    if positionals:
-        raise ConfigError(
-            f"unexpected argument '{positionals[0]}': options are key=value, e.g. data.size=128"
-        )
+    """After entry.cli has composed the command line (its keys are valid)."""
     argv = teacher_defaults(argv)
     cfg, run_dir, ckpt = prepare(argv)
     try:
