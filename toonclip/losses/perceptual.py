@@ -16,6 +16,13 @@ from toonclip.losses.vgg import VGGFeatures
 CRITERIA = {"l1": F.l1_loss, "l2": F.mse_loss, "mse": F.mse_loss}
 
 
+def pick_criterion(key: str, name: str):
+    """CRITERIA[name] for `loss.<key>`; an unknown name is one line naming the option."""
+    if name not in CRITERIA:
+        raise ConfigError(f"loss.{key}={name}: use one of {', '.join(CRITERIA)}")
+    return CRITERIA[name]
+
+
 def gram(features: torch.Tensor) -> torch.Tensor:
     """(N, C, H, W) -> (N, C, C) Gram matrices, normalised by C*H*W; computed in float32."""
     n, c, h, w = features.shape
@@ -51,9 +58,8 @@ class PerceptualStyleLoss(nn.Module):
         pixel_criterion: str = "l1",
     ):
         super().__init__()
-        for key, value in (("criterion", criterion), ("pixel_criterion", pixel_criterion)):
-            if value not in CRITERIA:
-                raise ConfigError(f"loss.{key}={value}: use one of {', '.join(CRITERIA)}")
+        self.criterion = pick_criterion("criterion", criterion)
+        self.pixel_criterion = pick_criterion("pixel_criterion", pixel_criterion)
         # A weight of 0 drops the layer: config files merge mappings, so 0 is how an experiment
         # removes a layer that the default loss uses.
         self.layer_weights = {k: float(w) for k, w in (layer_weights or {}).items() if w}
@@ -62,7 +68,6 @@ class PerceptualStyleLoss(nn.Module):
         self.perceptual_weight, self.style_weight = float(perceptual_weight), float(style_weight)
         self.pixel_weight, self.ssim_weight = float(pixel_weight), float(ssim_weight)
         self.edge_weight = float(edge_weight)
-        self.criterion, self.pixel_criterion = CRITERIA[criterion], CRITERIA[pixel_criterion]
         layers = set()
         if self.perceptual_weight > 0:
             layers |= set(self.layer_weights)

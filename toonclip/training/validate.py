@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from toonclip.errors import ConfigError
 from toonclip.losses.adversarial import GAN_LOSSES, patch_map_size
-from toonclip.losses.perceptual import CRITERIA
+from toonclip.losses.perceptual import pick_criterion
 from toonclip.models import weights as W
 
 # lightning.fabric.connector._PRECISION_INPUT_STR (the values Trainer(precision=...) accepts).
@@ -101,10 +101,8 @@ def check_train_values(cfg: DictConfig) -> None:
         "loss.edge_weight",
     ):
         _nonnegative(cfg, key, "use a number >= 0 (0 turns the term off)")
-    for key in ("loss.criterion", "loss.pixel_criterion"):
-        value = OmegaConf.select(cfg, key, default="l1")
-        if value not in CRITERIA:
-            raise ConfigError(f"{key}={value}: use one of {', '.join(CRITERIA)}")
+    for key in ("criterion", "pixel_criterion"):
+        pick_criterion(key, OmegaConf.select(cfg, f"loss.{key}", default="l1"))
     for key in ("loss.vgg_weights", "model.weights"):
         value = OmegaConf.select(cfg, key, default="auto")
         if str(value) not in W.POLICIES and not Path(str(value)).is_file():
