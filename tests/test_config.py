@@ -5,6 +5,7 @@ from __future__ import annotations
 import lightning as L
 import pytest
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from toonclip.config import compose, group_options
 from toonclip.errors import ConfigError
@@ -28,9 +29,12 @@ def test_every_experiment_composes_into_a_trainer(experiment, tmp_path):
 
 @pytest.mark.parametrize("group", ["data", "model", "loss", "optim", "trainer"])
 def test_every_group_option_composes(group):
+    seen = {}
     for option in group_options(group):
-        cfg = compose([f"{group}={option}"])
-        assert cfg[group]
+        picked = OmegaConf.to_yaml(compose([f"{group}={option}"])[group])
+        assert picked not in seen, f"{group}={option} composes the same as {seen.get(picked)}"
+        seen[picked] = option
+    assert len(seen) == len(group_options(group)) >= 1
 
 
 def test_loss_config_instantiates_the_loss():

@@ -81,9 +81,19 @@ def test_face_noise_has_the_configured_strength_and_spares_the_cartoon():
     assert 0 < touched.sum() < touched.numel()
 
 
-def test_training_with_augmentation_on_the_device(tmp_path, synthetic_root, tiny_overrides):
+def test_training_with_augmentation_on_the_device(
+    tmp_path, synthetic_root, tiny_overrides, monkeypatch
+):
     from toonclip.training.run import prepare, train
 
+    calls = []
+    augment = BatchPairAugment.__call__
+
+    def counted(self, face, cartoon):
+        calls.append(face.shape[0])
+        return augment(self, face, cartoon)
+
+    monkeypatch.setattr(BatchPairAugment, "__call__", counted)
     overrides = [
         *tiny_overrides(synthetic_root, tmp_path / "run"),
         "data.augment.device=gpu",
@@ -93,3 +103,18 @@ def test_training_with_augmentation_on_the_device(tmp_path, synthetic_root, tiny
     train(cfg, run_dir, ckpt_path=ckpt, overrides=overrides)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["global_step"] == 2
+    assert calls == [2, 2]  # each training batch once, validation batches never
+
+
+def test_the_loader_leaves_augmentation_to_the_device(synthetic_root):
+    from toonclip.data.datamodule import PairDataModule
+
+    reads = {}
+    for where in ("cpu", "gpu"):
+        dm = PairDataModule(
+            str(synthetic_root), size=32, batch_size=2, augment={**STRONG, "device": where}
+        )
+        dm.setup("fit")
+        reads[where] = [dm.train_set[0]["face"] for _ in range(6)]
+    assert not all(torch.equal(reads["cpu"][0], r) for r in reads["cpu"][1:])  # augmented
+    assert all(torch.equal(reads["gpu"][0], r) for r in reads["gpu"][1:])  # served as it is

@@ -32,22 +32,24 @@ def test_encoder_names_resolve(name, expected):
 
 
 @pytest.mark.parametrize(
-    "name",
+    ("name", "expected"),
     [
-        "unetplusplus",
-        "unet",
-        "fpn",
-        "linknet",
-        "manet",
-        "pan",
-        "pspnet",
-        "deeplabv3",
-        "deeplabv3plus",
-        "UNet++",
+        ("unetplusplus", "unetplusplus"),
+        ("unet", "unet"),
+        ("fpn", "fpn"),
+        ("linknet", "linknet"),
+        ("manet", "manet"),
+        ("pan", "pan"),
+        ("pspnet", "pspnet"),
+        ("deeplabv3", "deeplabv3"),
+        ("deeplabv3plus", "deeplabv3plus"),
+        ("UNet++", "unetplusplus"),  # spellings people type
+        ("unet_plus_plus", "unetplusplus"),
+        ("DeepLabV3+", "deeplabv3plus"),
     ],
 )
-def test_flash_head_names_are_accepted(name):
-    assert resolve_arch(name)
+def test_flash_head_names_are_accepted(name, expected):
+    assert resolve_arch(name) == expected
 
 
 def test_unknown_encoder_lists_valid_names_and_nearest():

@@ -249,14 +249,19 @@ def test_mask_auto_says_which_it_used(small_checkpoint, seg_models, tmp_path, ca
     assert code == 0 and "mask: logit.onnx" in out, err
 
 
-def test_video_region_smooths_the_mask(small_checkpoint, seg_models, tmp_path, capsys):
+def test_video_region_smooths_the_mask(small_checkpoint, seg_models, tmp_path, capsys, monkeypatch):
     from test_stylize import write_video
 
     from toonclip.export.runtime import load_model
     from toonclip.stylize.cli import build_transform
+    from toonclip.stylize.regions import MaskSmoother
 
     fn = build_transform(load_model(small_checkpoint), video=True, region="person", feather=4)
     assert fn.smoother is not None  # the soft mask is averaged over frames
+    smoothed, smooth = [], MaskSmoother.__call__
+    monkeypatch.setattr(
+        MaskSmoother, "__call__", lambda self, mask: smoothed.append(1) or smooth(self, mask)
+    )
     src = write_video(tmp_path / "clip.mp4", frames=6, fps=12, audio=False, h=64, w=64)
     dst = tmp_path / "toon.mp4"
     code, out, err = stylize(
@@ -269,6 +274,7 @@ def test_video_region_smooths_the_mask(small_checkpoint, seg_models, tmp_path, c
     )
     assert code == 0, err
     assert "6 frames at 12 fps, 64x64" in out and "(region=background, mask: nhwc.onnx)" in out
+    assert len(smoothed) == 6  # every frame's mask went through the smoother
 
 
 @pytest.mark.parametrize(
