@@ -237,10 +237,28 @@ def _train_in_process(overrides: list[str]):
     return train(cfg, run_dir, ckpt_path=ckpt, overrides=overrides)
 
 
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_channels_last_puts_weights_and_batches_in_nhwc(channels_last):
+    from toonclip.config import compose
+    from toonclip.training.module import ToonModule
+
+    cfg = compose(["model.weights=none", f"model.channels_last={channels_last}"])
+    module = ToonModule(cfg)
+    module.configure_model()
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    convs = [m.weight for m in module.generator.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(w.is_contiguous(memory_format=fmt) for w in convs if w.shape[-1] > 1)
+    pixels = torch.zeros(2, 3, 32, 32, dtype=torch.uint8)
+    batch = module.on_after_batch_transfer({"face": pixels, "cartoon": pixels.clone()}, 0)
+    for key in ("face", "cartoon"):
+        assert batch[key].dtype == torch.float32 and batch[key].is_contiguous(memory_format=fmt)
+        assert batch[key].is_contiguous() != channels_last  # NCHW-contiguous only without it
+
+
 @pytest.mark.parametrize(
     "options",
     [
-        ["model.channels_last=true"],
+        ["model.channels_last=false"],  # the default is true
         ["trainer.precision=bf16-mixed", "model.channels_last=true"],  # gpu_256's, ~4 s on a CPU
     ],
 )
