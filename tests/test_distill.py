@@ -182,6 +182,21 @@ def test_teacher_stays_frozen(synthetic_root, tiny_run):
     assert OmegaConf.select(cfg, "model.decoder_width") == 0.25
 
 
+def test_teacher_weights_follow_the_batch_layout(tiny_checkpoint):
+    from toonclip.distill.module import FrozenTeacher
+
+    teacher = FrozenTeacher(str(tiny_checkpoint))
+    face = torch.rand(2, 3, 32, 32)
+    nchw = teacher(face)
+    nhwc = teacher(face.contiguous(memory_format=torch.channels_last))
+    spatial = [m.weight for m in teacher.net.modules() if isinstance(m, torch.nn.Conv2d)]
+    spatial = [w for w in spatial if w.shape[1] > 1 and w.shape[-1] > 1]
+    assert spatial and all(w.is_contiguous(memory_format=torch.channels_last) for w in spatial)
+    torch.testing.assert_close(nhwc, nchw, atol=1e-5, rtol=0)  # the layout changes no result
+    teacher(face)  # and back for an NCHW batch
+    assert all(w.is_contiguous() for w in spatial)
+
+
 def test_shift_consistency_is_zero_only_for_a_shift_equivariant_generator():
     from toonclip.losses.temporal import shift_consistency
 

@@ -30,6 +30,7 @@ class FrozenTeacher:
         self.path = resolve_checkpoint(path)
         self.net, self.cfg = load_checkpoint(self.path)
         self.net.requires_grad_(False).eval()
+        self.memory_format = torch.contiguous_format
 
     def __deepcopy__(self, memo) -> FrozenTeacher:
         return self
@@ -38,7 +39,21 @@ class FrozenTeacher:
     def __call__(self, face: torch.Tensor) -> torch.Tensor:
         if next(self.net.parameters()).device != face.device:
             self.net.to(face.device)
+        # The weights follow the batch's layout (model.channels_last): NHWC batches through NCHW
+        # weights would be converted inside every convolution.
+        fmt = torch.channels_last if _is_nhwc(face) else torch.contiguous_format
+        if fmt != self.memory_format:
+            self.net.to(memory_format=fmt)
+            self.memory_format = fmt
         return self.net.eval()(face).float().clamp_(0, 1)
+
+
+def _is_nhwc(x: torch.Tensor) -> bool:
+    return (
+        x.dim() == 4
+        and x.is_contiguous(memory_format=torch.channels_last)
+        and not x.is_contiguous()
+    )
 
 
 def paired_loss(loss, pred: torch.Tensor, cartoon: torch.Tensor, paired: torch.Tensor | None):
