@@ -59,7 +59,7 @@ def _is_run(folder: Path) -> bool:
 
 def load(ckpt: str | Path, device: str = "cpu") -> Model:
     """The model behind ckpt= (run folder, .ckpt, .onnx or .tflite) and the run it came from."""
-    from toonclip.inference import load_checkpoint, resolve_checkpoint
+    from toonclip.inference import load_checkpoint, nhwc, resolve_checkpoint
 
     path = Path(ckpt)
     if not path.exists():
@@ -83,11 +83,11 @@ def load(ckpt: str | Path, device: str = "cpu") -> Model:
         return Model(gen, path, loaded.size, loaded.fixed_size, run_dir, cfg)
     path = resolve_checkpoint(path)
     generator, cfg = load_checkpoint(path)
-    generator = generator.to(dev).eval()
+    generator = nhwc(generator.to(dev).eval())
     run_dir = path.parent.parent if path.parent.name == "checkpoints" else None
 
     def fn(x: torch.Tensor) -> torch.Tensor:
-        return generator(x.to(dev))
+        return generator(x.to(dev).contiguous(memory_format=torch.channels_last))
 
     return Model(fn, path, int(cfg.data.size), None, run_dir, cfg)
 
