@@ -54,7 +54,7 @@ def _label_offsets(ax, pts: list[tuple[float, float]], labels: list[str]) -> lis
 
 
 AXES = {
-    "latency_ms_256": "CPU latency at 256 px (ms, PyTorch eager, lower is better)",
+    "latency_ms_256": "CPU latency at 256 px (ms, PyTorch eager, NHWC, lower is better)",
     "onnx_fp32_ms": "CPU latency at 256 px (ms, ONNX Runtime; dots fp32, crosses int8)",
 }
 

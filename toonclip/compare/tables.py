@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from toonclip.compare.runs import Run
+from toonclip.inference import nhwc
 from toonclip.models.cost import count_gflops
 from toonclip.models.factory import count_parameters
 
@@ -109,11 +110,13 @@ def columns(rows: list[dict]) -> list[tuple[str, str]]:
 
 
 def latency_ms(model: nn.Module, size: int = COST_SIZE, runs: int = 5, threads: int = 2) -> float:
-    """Median wall time (ms) of `runs` CPU forward passes on (1, 3, size, size), after a warm-up."""
+    """Median wall time (ms) of `runs` CPU forward passes on (1, 3, size, size), after a warm-up,
+    in NHWC memory as `predict` and the other commands run it (inference.nhwc)."""
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        x = torch.rand(1, 3, size, size)
+        model = nhwc(model)
+        x = torch.rand(1, 3, size, size).contiguous(memory_format=torch.channels_last)
         times = []
         with torch.inference_mode():
             model(x)  # warm-up: first call allocates buffers and picks kernels
