@@ -40,6 +40,9 @@ from toonclip.training.run import prepare
         ("loss.criterion=huber", "loss.criterion=huber: use one of l1, l2"),
         ("ema.decay=1.5", "ema.decay=1.5"),
         ("optim.optimizer.fused=banana", "optim.optimizer.fused=banana: use true"),
+        ("model.channels_last=fals", "model.channels_last=fals: use model.channels_last=true or"),
+        ("model.residual=maybe", "model.residual=maybe: use model.residual=true or"),
+        ("trainer.deterministic=yes", "or trainer.deterministic=warn"),
         ("model.arch=unetplusplus model.encoder=mit_b0", "cannot use model.encoder=mit_b0"),
     ],
 )

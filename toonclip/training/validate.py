@@ -32,6 +32,19 @@ PRECISIONS = (
 )
 
 
+# Boolean options, and the one other word each accepts (Lightning's deterministic="warn").
+FLAGS = {
+    "model.residual": None,
+    "model.channels_last": None,
+    "model.compile": None,
+    "data.skip_bad": None,
+    "data.persistent_workers": None,
+    "data.pin_memory": None,
+    "trainer.benchmark": None,
+    "trainer.deterministic": "warn",
+}
+
+
 def _int(cfg: DictConfig, key: str, minimum: int, hint: str) -> int:
     value = OmegaConf.select(cfg, key)
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
@@ -93,6 +106,13 @@ def check_train_values(cfg: DictConfig) -> None:
         raise ConfigError(
             f"optim.optimizer.fused={fused}: use true (one fused kernel, GPU), false or null"
         )
+    # A mistyped flag is a string, and any non-empty string is truthy: `model.channels_last=fals`
+    # would turn the option on.
+    for key in FLAGS:
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is not None and not isinstance(value, bool) and value != FLAGS[key]:
+            extra = f", or {key}={FLAGS[key]}" if FLAGS[key] else ""
+            raise ConfigError(f"{key}={value}: use {key}=true or {key}=false{extra}")
     for key in (
         "loss.perceptual_weight",
         "loss.style_weight",
