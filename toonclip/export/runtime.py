@@ -173,12 +173,12 @@ def load_model(path: str | Path, threads: int | None = None, spin: bool = False)
         )
     if suffix in (".mlpackage", ".mlmodel"):
         raise DataError(f"{path}: CoreML models run only on macOS/iOS; use an .onnx or checkpoint")
-    from toonclip.inference import load_checkpoint, resolve_checkpoint
+    from toonclip.inference import load_checkpoint, nhwc, resolve_checkpoint
 
     if threads:
         torch.set_num_threads(int(threads))
     generator, cfg = load_checkpoint(resolve_checkpoint(path))
-    return LoadedModel(generator, int(cfg.data.size), "torch", "fp32", path)
+    return LoadedModel(nhwc(generator), int(cfg.data.size), "torch", "fp32", path)
 
 
 def _tflite_sidecar(path: Path) -> dict:
