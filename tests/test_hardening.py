@@ -78,6 +78,7 @@ def copied_run(tiny_run, tmp_path):
         ("model.arch=unet", "was trained with model.arch=unetplusplus"),
         ("model.residual=false", "model.residual"),
         ("model.residual_blur=2.0", "model.residual_blur"),
+        ("model.decoder_norm=none", "was trained with model.decoder_norm=batchnorm"),
     ],
 )
 def test_failed_resume_leaves_the_checkpoint_untouched(copied_run, override, needle):

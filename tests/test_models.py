@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
 from toonclip.errors import ConfigError, WeightsError
 from toonclip.models import build_generator, count_parameters, resolve_arch, resolve_encoder
@@ -134,3 +135,50 @@ def test_generator_flops_are_counted_on_the_meta_device(monkeypatch):
 
     monkeypatch.setattr(cost, "count_gflops_direct", no_real_pass)
     assert cost.count_gflops(gen, 64) == pytest.approx(direct)
+
+
+def _decoder_norms(gen) -> set[type]:
+    kinds = (nn.BatchNorm2d, nn.InstanceNorm2d, nn.GroupNorm, nn.LayerNorm)
+    return {type(m) for m in gen.net.decoder.modules() if isinstance(m, kinds)}
+
+
+@pytest.mark.parametrize(
+    ("norm", "expected"),
+    [("batchnorm", {nn.BatchNorm2d}), ("instancenorm", {nn.InstanceNorm2d}), ("none", set())],
+)
+def test_decoder_norm_sets_the_decoders_normalisation_only(norm, expected):
+    gen = build_generator(weights="none", decoder_norm=norm)
+    assert _decoder_norms(gen) == expected
+    assert any(isinstance(m, nn.BatchNorm2d) for m in gen.net.encoder.modules())  # timm's own
+    if norm == "instancenorm":  # a learnt scale and shift, as the BatchNorm it replaces has
+        assert all(m.affine for m in gen.net.decoder.modules() if isinstance(m, nn.InstanceNorm2d))
+    if norm == "none":  # the convolutions the norm followed get their bias back
+        convs = [m for m in gen.net.decoder.modules() if isinstance(m, nn.Conv2d)]
+        assert convs and all(c.bias is not None for c in convs)
+    assert gen(torch.rand(2, 3, 64, 64)).shape == (2, 3, 64, 64)
+
+
+def test_smps_layernorm_decoder_is_broken_so_decoder_norm_does_not_offer_it():
+    """smp 0.6 builds nn.LayerNorm(channels) and applies it to (N, C, H, W): it normalises over
+    the width and fails when the width is not the channel count. If smp fixes it, this fails,
+    and the option can be offered."""
+    import segmentation_models_pytorch as smp
+
+    net = smp.UnetPlusPlus(
+        "resnet18", encoder_weights=None, classes=3, decoder_use_norm="layernorm"
+    )
+    with pytest.raises(RuntimeError, match="normalized_shape"):
+        net(torch.rand(1, 3, 64, 64))
+    with pytest.raises(
+        ConfigError, match="decoder_norm=layernorm: .*width.*batchnorm, instancenorm, none"
+    ):
+        build_generator(weights="none", decoder_norm="layernorm")
+
+
+def test_decoder_norm_on_an_arch_without_the_option_names_those_with_it():
+    with pytest.raises(ConfigError, match="unknown model.decoder_norm 'group'"):
+        build_generator(weights="none", decoder_norm="group")
+    with pytest.raises(ConfigError, match="model.arch=fpn has no decoder norm.*unetplusplus, unet"):
+        build_generator("fpn", "resnet18", weights="none", decoder_norm="none")
+    # The default asks for nothing, so such an arch keeps smp's own decoder (FPN: GroupNorm).
+    assert _decoder_norms(build_generator("fpn", "resnet18", weights="none")) == {nn.GroupNorm}

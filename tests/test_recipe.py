@@ -67,6 +67,28 @@ def test_residual_blur_adds_back_a_blurred_face_and_survives_a_checkpoint(tmp_pa
         torch.testing.assert_close(loaded(x), gen(x))
 
 
+def test_decoder_norm_survives_a_checkpoint(tmp_path):
+    gen = build_generator(*SMALL, weights="none", residual=True, decoder_norm="instancenorm")
+    torch.nn.init.normal_(gen.net.segmentation_head[0].weight, std=0.01)
+    model = {
+        "arch": SMALL[0],
+        "encoder": SMALL[1],
+        "residual": True,
+        "decoder_norm": "instancenorm",
+    }
+    state = {"generator." + k: v for k, v in gen.state_dict().items()}
+    path = tmp_path / "n.ckpt"
+    torch.save(
+        {"hyper_parameters": {"cfg": {"model": model, "data": {"size": 64}}}, "state_dict": state},
+        path,
+    )
+    loaded, _ = load_checkpoint(path)
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert any(isinstance(m, torch.nn.InstanceNorm2d) for m in loaded.modules())
+        torch.testing.assert_close(loaded(x), gen.eval()(x))
+
+
 def test_residual_blur_needs_a_sigma_of_zero_or_more_and_a_residual_to_blur():
     with pytest.raises(ValueError, match=r"residual_blur=-1.0: use a Gaussian sigma >= 0"):
         build_generator(*SMALL, weights="none", residual=True, residual_blur=-1.0)

@@ -79,7 +79,8 @@ def _load(run: Run):
 def _cost(run: Run, generator, cache: dict, latency_runs: int, threads: int, calib=None) -> Cost:
     # Cost depends only on the network, so runs of one network are measured once.
     width = cfg_get(run.cfg, "model.decoder_width") or 1.0
-    key = (run.arch, run.encoder, float(width))
+    norm = cfg_get(run.cfg, "model.decoder_norm") or "batchnorm"
+    key = (run.arch, run.encoder, float(width), norm)
     if key in cache:
         return cache[key]
     model = generator
@@ -88,7 +89,7 @@ def _cost(run: Run, generator, cache: dict, latency_runs: int, threads: int, cal
 
         try:
             model = build_generator(
-                run.arch, run.encoder, weights="none", decoder_width=float(width)
+                run.arch, run.encoder, weights="none", decoder_width=float(width), decoder_norm=norm
             )
         except Exception:  # noqa: BLE001 - a bad name or pair: the run has no cost, not a crash
             model = None

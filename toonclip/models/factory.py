@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import inspect
 import logging
 
 import segmentation_models_pytorch as smp
@@ -52,6 +53,15 @@ DECODER_WIDTHS: dict[str, dict[str, int | tuple[int, ...]]] = {
     "deeplabv3": {"decoder_channels": 256},
     "deeplabv3plus": {"decoder_channels": 256},
     "upernet": {"decoder_channels": 256},
+}
+
+# model.decoder_norm -> smp's decoder_use_norm. smp 0.6 also offers "layernorm", but it builds
+# nn.LayerNorm(channels) and applies it to (N, C, H, W) tensors: that normalises over the image's
+# width, and fails unless the width equals the channel count (checked in tests/test_models.py).
+DECODER_NORMS: dict[str, str | dict] = {
+    "batchnorm": "batchnorm",
+    "instancenorm": {"type": "instancenorm", "affine": True},
+    "none": "identity",
 }
 
 
@@ -125,6 +135,30 @@ def decoder_kwargs(arch: str, width: float) -> dict:
     }
 
 
+def decoder_norm_kwargs(arch: str, norm: str) -> dict:
+    """smp's decoder_use_norm for model.decoder_norm; {} for smp's default (batchnorm)."""
+    if norm == "layernorm":
+        raise ConfigError(
+            "model.decoder_norm=layernorm: smp's layernorm normalises over the image's width, not "
+            f"its channels; use one of {', '.join(DECODER_NORMS)}"
+        )
+    if norm not in DECODER_NORMS:
+        raise ConfigError(_unknown("model.decoder_norm", norm, list(DECODER_NORMS)))
+    if norm == "batchnorm":
+        return {}
+    if "decoder_use_norm" not in inspect.signature(ARCHITECTURES[arch]).parameters:
+        valid = [
+            a
+            for a, c in ARCHITECTURES.items()
+            if "decoder_use_norm" in inspect.signature(c).parameters
+        ]
+        raise ConfigError(
+            f"model.decoder_norm={norm}: model.arch={arch} has no decoder norm option in smp; "
+            f"use model.decoder_norm=batchnorm or one of {', '.join(valid)}"
+        )
+    return {"decoder_use_norm": DECODER_NORMS[norm]}
+
+
 def build_generator(
     arch: str = "unetplusplus",
     encoder: str = "mobilenetv3_large_100",
@@ -132,6 +166,7 @@ def build_generator(
     residual: bool = False,
     decoder_width: float = 1.0,
     residual_blur: float = 0.0,
+    decoder_norm: str = "batchnorm",
     **smp_kwargs,
 ) -> Generator:
     """Build the generator with a 3-channel head.
@@ -143,6 +178,9 @@ def build_generator(
         residual: output the face plus the network's output (see Generator).
         residual_blur: Gaussian sigma (px) of the face the residual output adds back; 0: as is.
         decoder_width: multiplier of smp's default decoder channels (0.25: a quarter as wide).
+        decoder_norm: the decoder's normalisation: batchnorm (smp's default, as Flash built it;
+            an arch without smp's option keeps its own) | instancenorm (per image, learnt scale
+            and shift) | none (convolutions with a bias).
         smp_kwargs: passed to the smp class (decoder_channels, ...).
     """
     arch_key = resolve_arch(arch)
@@ -151,6 +189,7 @@ def build_generator(
     cls = ARCHITECTURES[arch_key]
     kwargs = dict(encoder_name=smp_encoder, in_channels=3, classes=3, activation=None)
     kwargs.update(decoder_kwargs(arch_key, decoder_width), **smp_kwargs)
+    kwargs.update(decoder_norm_kwargs(arch_key, str(decoder_norm).lower()))
 
     def make(encoder_weights):
         try:
@@ -185,6 +224,7 @@ def generator_from_config(model_cfg, weights: str | None = None) -> Generator:
         residual=bool(model_cfg.get("residual", False)),
         decoder_width=float(model_cfg.get("decoder_width", 1.0)),
         residual_blur=float(model_cfg.get("residual_blur", 0.0) or 0.0),
+        decoder_norm=model_cfg.get("decoder_norm", "batchnorm"),
     )
 
 

@@ -239,11 +239,13 @@ def check_resume(cfg: DictConfig, run_dir: Path) -> None:
         "model.residual",
         "model.residual_blur",
         "model.decoder_width",
+        "model.decoder_norm",
     )
     if now:
         keys += ("adversarial.ndf", "adversarial.n_layers", "adversarial.downsample")
-    # Runs from before model.residual_blur existed trained with the face itself (0.0) added back.
-    implied = {"model.residual_blur": 0.0}
+    # Runs from before model.residual_blur existed trained with the face itself (0.0) added back;
+    # before model.decoder_norm, with smp's batchnorm.
+    implied = {"model.residual_blur": 0.0, "model.decoder_norm": "batchnorm"}
     for key in keys:
         before = OmegaConf.select(saved, key, default=implied.get(key))
         now = OmegaConf.select(cfg, key, default=implied.get(key))
