@@ -154,7 +154,7 @@ def decoder_norm_kwargs(arch: str, norm: str) -> dict:
         ]
         raise ConfigError(
             f"model.decoder_norm={norm}: model.arch={arch} has no decoder norm option in smp; "
-            f"use model.decoder_norm=batchnorm or one of {', '.join(valid)}"
+            f"use model.decoder_norm=batchnorm, or a model.arch that has one: {', '.join(valid)}"
         )
     return {"decoder_use_norm": DECODER_NORMS[norm]}
 
