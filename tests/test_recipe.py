@@ -15,6 +15,16 @@ from toonclip.models import build_generator, count_parameters
 SMALL = ("unet", "mobilenetv3_small_050")
 
 
+def _reload(gen, model: dict, tmp_path) -> torch.nn.Module:
+    """`gen` saved in the checkpoint format `toonclip train` writes, with `model` as its
+    config, and loaded back the way eval, predict and export load it."""
+    path = tmp_path / "g.ckpt"
+    state = {"generator." + k: v for k, v in gen.state_dict().items()}
+    cfg = {"model": model, "data": {"size": 64}}
+    torch.save({"hyper_parameters": {"cfg": cfg}, "state_dict": state}, path)
+    return load_checkpoint(path)[0]
+
+
 def test_residual_generator_starts_at_identity_with_the_same_parameters():
     torch.manual_seed(0)
     plain = build_generator(*SMALL, weights="none")
@@ -30,11 +40,7 @@ def test_residual_flag_survives_a_checkpoint(tmp_path):
     gen = build_generator(*SMALL, weights="none", residual=True)
     head = gen.net.segmentation_head[0]
     torch.nn.init.normal_(head.weight, std=0.01)  # a trained head: output != input
-    cfg = {"model": {"arch": SMALL[0], "encoder": SMALL[1], "residual": True}, "data": {"size": 64}}
-    state = {"generator." + k: v for k, v in gen.state_dict().items()}
-    path = tmp_path / "r.ckpt"
-    torch.save({"hyper_parameters": {"cfg": cfg}, "state_dict": state}, path)
-    loaded, _ = load_checkpoint(path)
+    loaded = _reload(gen, {"arch": SMALL[0], "encoder": SMALL[1], "residual": True}, tmp_path)
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         assert loaded.residual
@@ -54,13 +60,7 @@ def test_residual_blur_adds_back_a_blurred_face_and_survives_a_checkpoint(tmp_pa
     head = gen.net.segmentation_head[0]
     torch.nn.init.normal_(head.weight, std=0.01)
     model = {"arch": SMALL[0], "encoder": SMALL[1], "residual": True, "residual_blur": 1.5}
-    state = {"generator." + k: v for k, v in gen.state_dict().items()}
-    path = tmp_path / "b.ckpt"
-    torch.save(
-        {"hyper_parameters": {"cfg": {"model": model, "data": {"size": 64}}}, "state_dict": state},
-        path,
-    )
-    loaded, _ = load_checkpoint(path)
+    loaded = _reload(gen, model, tmp_path)
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         assert loaded.residual_blur == 1.5
@@ -76,13 +76,7 @@ def test_decoder_norm_survives_a_checkpoint(tmp_path):
         "residual": True,
         "decoder_norm": "instancenorm",
     }
-    state = {"generator." + k: v for k, v in gen.state_dict().items()}
-    path = tmp_path / "n.ckpt"
-    torch.save(
-        {"hyper_parameters": {"cfg": {"model": model, "data": {"size": 64}}}, "state_dict": state},
-        path,
-    )
-    loaded, _ = load_checkpoint(path)
+    loaded = _reload(gen, model, tmp_path)
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         assert any(isinstance(m, torch.nn.InstanceNorm2d) for m in loaded.modules())
