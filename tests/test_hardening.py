@@ -64,6 +64,19 @@ def test_bad_value_on_the_command_line_is_one_line_and_exit_2(
     assert "Traceback" not in proc.stderr and not (tmp_path / "run").exists()
 
 
+def test_a_target_hydra_cannot_build_is_one_line_naming_the_key(
+    capsys, tmp_path, synthetic_root, tiny_overrides
+):
+    # The scheduler is built inside fit, after the run folder exists: the folder says "failed".
+    bad = "optim.scheduler={_target_: toonclip.training.schedule.nope, _partial_: true}"
+    run_dir = tmp_path / "run"
+    code, _, err = cli(capsys, "train", *tiny_overrides(synthetic_root, run_dir), bad)
+    line = one_error(err)
+    assert code == 2 and "toonclip.training.schedule.nope" in line
+    assert "full_key: optim.scheduler" in line and "fix that key" in line
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "failed"
+
+
 @pytest.fixture
 def copied_run(tiny_run, tmp_path):
     run_dir = tmp_path / "copy"

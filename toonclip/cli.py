@@ -157,10 +157,19 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
         return 2
+    # Imported here, not at the top, so that `toonclip --help` stays instant.
+    from hydra.errors import InstantiationException
+
     try:
         result = getattr(module, func_name)(rest)
     except ToonclipError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except InstantiationException as exc:
+        # Hydra could not build a `_target_` (a mistyped path, or its constructor refused the
+        # arguments); its message names the target and, on a line of its own, the config key.
+        parts = "; ".join(ln.strip().rstrip(".") for ln in str(exc).splitlines() if ln.strip())
+        print(f"error: {parts}; fix that key in the config or on the command line", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
