@@ -44,6 +44,11 @@ from toonclip.training.run import prepare
         ("model.residual=maybe", "model.residual=maybe: use model.residual=true or"),
         ("trainer.deterministic=yes", "or trainer.deterministic=warn"),
         ("model.arch=unetplusplus model.encoder=mit_b0", "cannot use model.encoder=mit_b0"),
+        (
+            "optim.scheduler={_target_:toonclip.training.schedule.nope,_partial_:true}",
+            "optim.scheduler._target_=toonclip.training.schedule.nope: no class or function",
+        ),
+        ("loss._target_=toonclip.losses.nope.Loss", "loss._target_=toonclip.losses.nope.Loss"),
     ],
 )
 def test_bad_values_fail_before_a_run_folder_exists(
@@ -67,13 +72,14 @@ def test_bad_value_on_the_command_line_is_one_line_and_exit_2(
 def test_a_target_hydra_cannot_build_is_one_line_naming_the_key(
     capsys, tmp_path, synthetic_root, tiny_overrides
 ):
-    # The scheduler is built inside fit, after the run folder exists: the folder says "failed".
-    bad = "optim.scheduler={_target_: toonclip.training.schedule.nope, _partial_: true}"
+    # The target imports, so the config checks pass; its constructor refuses the argument inside
+    # fit, after the run folder exists: one line all the same, and the folder says "failed".
     run_dir = tmp_path / "run"
-    code, _, err = cli(capsys, "train", *tiny_overrides(synthetic_root, run_dir), bad)
+    argv = [*tiny_overrides(synthetic_root, run_dir), "+loss.bogus_weight=1"]
+    code, _, err = cli(capsys, "train", *argv)
     line = one_error(err)
-    assert code == 2 and "toonclip.training.schedule.nope" in line
-    assert "full_key: optim.scheduler" in line and "fix that key" in line
+    assert code == 2 and "PerceptualStyleLoss" in line and "bogus_weight" in line
+    assert "full_key: loss" in line and "fix that key" in line
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "failed"
 
 

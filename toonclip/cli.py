@@ -166,9 +166,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except InstantiationException as exc:
-        # Hydra could not build a `_target_` (a mistyped path, or its constructor refused the
-        # arguments); its message names the target and, on a line of its own, the config key.
-        parts = "; ".join(ln.strip().rstrip(".") for ln in str(exc).splitlines() if ln.strip())
+        # Hydra could not build a `_target_` that the config checks passed (its constructor
+        # refused the arguments, e.g. +loss.bogus_weight=1); its message names the target and,
+        # on a line of its own, the config key.
+        parts = "; ".join(ln.strip().rstrip(".:") for ln in str(exc).splitlines() if ln.strip())
         print(f"error: {parts}; fix that key in the config or on the command line", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf
 
 from toonclip.errors import ConfigError
@@ -65,6 +66,29 @@ def _nonnegative(cfg: DictConfig, key: str, advice: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
         raise ConfigError(f"{key}={value}: {advice}")
     return float(value)
+
+
+# The `_target_`s that fit builds (after the run folder exists), each with a valid example.
+TARGETS = {
+    "optim.optimizer": "torch.optim.AdamW",
+    "optim.scheduler": "toonclip.training.schedule.warmup_cosine",
+    "loss": "toonclip.losses.perceptual.PerceptualStyleLoss",
+}
+
+
+def check_targets(cfg: DictConfig) -> None:
+    """Raise ConfigError for a `_target_` that does not import (a mistyped dotted path)."""
+    for key, example in TARGETS.items():
+        target = OmegaConf.select(cfg, f"{key}._target_", default=None)
+        if target is None:
+            continue
+        try:
+            get_object(str(target))
+        except ImportError:
+            raise ConfigError(
+                f"{key}._target_={target}: no class or function by that name; use its full "
+                f"dotted path, e.g. {example}"
+            ) from None
 
 
 def check_train_values(cfg: DictConfig) -> None:
@@ -144,6 +168,7 @@ def check_train_values(cfg: DictConfig) -> None:
         _positive(cfg, "model.decoder_width", "(a multiplier of decoder channels, e.g. 0.25)")
     if _nonnegative(cfg, "temporal.weight", "use a number >= 0 (0 turns the term off)"):
         _positive(cfg, "temporal.max_shift", "(pixels, e.g. temporal.max_shift=4)")
+    check_targets(cfg)
     check_adversarial(cfg)
     check_distill(cfg)
 
