@@ -34,6 +34,7 @@ from toonclip.training import summary as S
 from toonclip.training import validate as V
 from toonclip.training.callbacks import Throughput
 from toonclip.training.module import ToonModule
+from toonclip.training.resume import check_resume
 from toonclip.training.trainer import build_trainer
 
 
@@ -114,7 +115,7 @@ def prepare(overrides: list[str]) -> tuple[DictConfig, Path, Path | None]:
     cfg = compose(list(yaml.safe_load(saved.read_text()) or []) + keep)
     cfg.run_dir, cfg.resume = str(run_dir), False
     _check(cfg)
-    V.check_resume(cfg, run_dir)
+    check_resume(cfg, run_dir)
     return cfg, run_dir, last
 
 
