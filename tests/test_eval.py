@@ -91,6 +91,18 @@ def test_eval_on_the_run_val_split_writes_table_json_and_grid(fake_run, capsys):
     assert grid.size[1] > n_rows * 144 + (n_rows + 1) * 2  # plus the header band
 
 
+def test_train_split_scores_the_other_pairs_as_all_does(fake_run, all_pairs, capsys):
+    code, _, _ = run(capsys, f"ckpt={fake_run}", "split=train", "n=0")
+    assert code == 0
+    held_out = set((fake_run / "val_files.txt").read_text().split())
+    rows = read_csv(fake_run / "eval" / f"train_{SIZE}px" / "eval.csv")[:-1]
+    every = {r["stem"]: r for r in read_csv(all_pairs / "eval.csv")[:-1]}
+    assert held_out and {r["stem"] for r in rows} == set(every) - held_out
+    for row in rows:
+        for key in ("psnr", "identity_psnr", "ssim"):
+            assert float(row[key]) == pytest.approx(float(every[row["stem"]][key]), abs=1e-4)
+
+
 def test_identity_and_model_figures_match_an_independent_computation(all_pairs, tiny_run):
     rows = read_csv(all_pairs / "eval.csv")[:-1]
     assert len(rows) == 12
@@ -196,7 +208,7 @@ def test_onnx_model_inside_and_outside_a_run(onnx_affine, fake_run, synthetic_ro
     ("args", "expected"),
     [
         (["ckpt={tmp}/nope"], "ckpt={tmp}/nope does not exist"),
-        (["ckpt={run}", "split=train"], "split=train: use split=val"),
+        (["ckpt={run}", "split=test"], "split=test: use split=val"),
         (["ckpt={run}", "size=48"], "size=48: must be a multiple of 32"),
         (["ckpt={run}", "n=x"], "n=x: use a whole number >= 0"),
         (["ckpt={run}", "colour=red"], "toonclip eval has no option 'colour'"),

@@ -67,7 +67,11 @@ def test_train_phase_trains_evaluates_compares_and_packs(tmp_path, data):
     )
     summary = json.loads((out / "json" / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["global_step"] == 2
-    assert json.loads((out / "json" / "eval.json").read_text())["n_pairs"] > 0
+    val, train = (
+        json.loads((out / "json" / f).read_text()) for f in ("eval.json", "eval_train.json")
+    )
+    assert val["n_pairs"] > 0 and train["split"] == "train"
+    assert val["n_pairs"] + train["n_pairs"] == len(list((data / "ffhq").iterdir()))
     assert (out / "precision_check.txt").read_text().rstrip().endswith(": agree")
     with tarfile.open(out / "gpu_measure.tar.gz") as tar:
         names = set(tar.getnames())

@@ -1,10 +1,11 @@
-"""`toonclip eval ckpt=RUN|FILE [data.root=DIR] [split=val|all] [size=N] [out=DIR] [n=8] ...`.
+"""`toonclip eval ckpt=RUN|FILE [data.root=DIR] [split=val|train|all] [size=N] [out=DIR] [n=8] ...`.
 
 The model is a run folder (its best, else last, checkpoint), a `.ckpt` file, or an exported
 `.onnx` (or `.tflite`) file. Defaults come from the model's run folder: for a checkpoint
 `RUN/checkpoints/x.ckpt`, for an exported file `RUN/x.onnx` or `RUN/export/x.onnx`. The run gives
 data.root, data.faces_dir, data.cartoons_dir, the split (`val`: the stems in `RUN/val_files.txt`)
-and the size (`data.size`; an exported file's own size wins). An exported file outside any run
+and the size (`data.size`; an exported file's own size wins). `train` scores the other pairs:
+the ones the run learnt from, so the gap to `val` is what it has not generalised. An exported file outside any run
 needs data.root=DIR and scores `split=all` by default.
 
 Pairs are decoded the way validation decodes them (toonclip.data.cache at
@@ -34,12 +35,12 @@ from toonclip.inference import torch_device
 
 log = logging.getLogger(__name__)
 USAGE = (
-    "toonclip eval ckpt=RUN|FILE.ckpt|FILE.onnx [data.root=DIR] [split=val|all] [size=N] "
+    "toonclip eval ckpt=RUN|FILE.ckpt|FILE.onnx [data.root=DIR] [split=val|train|all] [size=N] "
     "[out=DIR] [n=8] [device=cpu] [batch=4]"
 )
 OPTIONS = ("ckpt", "data.root", "data.faces_dir", "data.cartoons_dir", "split", "size", "out")
 OPTIONS += ("n", "device", "batch")
-SPLITS = ("val", "all")
+SPLITS = ("val", "train", "all")
 EXPORTED = (".onnx", ".tflite")
 
 
@@ -127,9 +128,9 @@ def load_pairs(model: Model, opts: dict, size: int):
     split = opts.get("split", "val" if has_val or model.cfg is not None else "all")
     pairs = find_pairs(root, _pick(opts, model, "faces_dir", "ffhq"),
                        _pick(opts, model, "cartoons_dir", "comics_heroes"))  # fmt: skip
-    if split == "val":
+    if split in ("val", "train"):
         if not has_val:
-            raise DataError(f"split=val needs val_files.txt in the run folder of {model.path}; "
+            raise DataError(f"split={split} needs val_files.txt in the run folder of {model.path}; "
                             "pass split=all to score every pair")  # fmt: skip
         stems = [s.strip() for s in val_files.read_text().splitlines() if s.strip()]
         by_stem = {p.stem: p for p in pairs}
@@ -139,7 +140,10 @@ def load_pairs(model: Model, opts: dict, size: int):
                 f"{len(missing)} stem(s) of {val_files} have no pair under {root}, e.g. "
                 f"'{missing[0]}'; pass the run's data with data.root=DIR"
             )
-        pairs = [by_stem[s] for s in stems]
+        if split == "val":
+            pairs = [by_stem[s] for s in stems]
+        else:  # the pairs the run trained on
+            pairs = [p for p in pairs if p.stem not in set(stems)]
     # As the validation set: decode at the cache size, then an area resize to `size`.
     scale = float(_pick({}, model, "cache_scale", 1.25))
     cache_size = int(math.ceil(size * scale / 32) * 32)
@@ -166,7 +170,10 @@ def run_eval(opts: dict[str, str], echo=print) -> dict:
         raise ConfigError(f"eval needs ckpt=...: {USAGE}")
     n, batch = _int(opts, "n", 8, 0), _int(opts, "batch", 4, 1)
     if opts.get("split", "val") not in SPLITS:
-        raise ConfigError(f"split={opts['split']}: use split=val (the run's val_files.txt) or all")
+        raise ConfigError(
+            f"split={opts['split']}: use split=val (the run's val_files.txt), train (the "
+            "other pairs) or all"
+        )
     model = load(opts["ckpt"], opts.get("device", "cpu"))
     size = _int(opts, "size", model.fixed_size or model.size, 32)
     if size % 32:
