@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import lightning as L
 import pytest
+from conftest import REPO
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from toonclip.config import compose, group_options
 from toonclip.errors import ConfigError
+from toonclip.models import resolve_arch, resolve_encoder
+from toonclip.sweep import load_sweep
+from toonclip.training import validate
 from toonclip.training.trainer import trainer_kwargs
+
+SWEEPS = sorted((REPO / "experiments").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("experiment", [None, *group_options("experiment")])
@@ -35,6 +41,23 @@ def test_every_group_option_composes(group):
         assert picked not in seen, f"{group}={option} composes the same as {seen.get(picked)}"
         seen[picked] = option
     assert len(seen) == len(group_options(group)) >= 1
+
+
+@pytest.mark.parametrize("path", SWEEPS, ids=[p.stem for p in SWEEPS])
+def test_every_shipped_sweep_member_composes_and_passes_the_checks(path, tmp_path):
+    # A teacher folder that exists, for the distillation sweeps (their command line adds one).
+    sweep = load_sweep(
+        path, [f"distill.teacher={tmp_path}"] if "distill" in path.read_text() else []
+    )
+    assert len(sweep.members) >= 2
+    for member in sweep.members:
+        cfg = compose(list(member.overrides))
+        validate.check_train_values(cfg)
+        resolve_arch(cfg.model.arch), resolve_encoder(cfg.model.encoder)
+        for key, value in member.params.items():
+            if "." not in key:  # a group choice (experiment=, loss=), not a value
+                continue
+            assert OmegaConf.select(cfg, key) == value, f"{member.name}: {key}"
 
 
 def test_loss_config_instantiates_the_loss():
