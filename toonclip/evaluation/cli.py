@@ -4,9 +4,9 @@ The model is a run folder (its best, else last, checkpoint), a `.ckpt` file, or 
 `.onnx` (or `.tflite`) file. Defaults come from the model's run folder: for a checkpoint
 `RUN/checkpoints/x.ckpt`, for an exported file `RUN/x.onnx` or `RUN/export/x.onnx`. The run gives
 data.root, data.faces_dir, data.cartoons_dir, the split (`val`: the stems in `RUN/val_files.txt`)
-and the size (`data.size`; an exported file's own size wins). `train` scores the other pairs:
-the ones the run learnt from, so the gap to `val` is what it has not generalised. An exported file outside any run
-needs data.root=DIR and scores `split=all` by default.
+and the size (`data.size`; an exported file's own size wins). `train` scores the other pairs,
+the ones the run learnt from: the gap to `val` is what it has not generalised. An exported file
+outside any run needs data.root=DIR and scores `split=all` by default.
 
 Pairs are decoded the way validation decodes them (toonclip.data.cache at
 `data.size * data.cache_scale`, then an area resize to the size), so on the run's own split the
@@ -140,10 +140,11 @@ def load_pairs(model: Model, opts: dict, size: int):
                 f"{len(missing)} stem(s) of {val_files} have no pair under {root}, e.g. "
                 f"'{missing[0]}'; pass the run's data with data.root=DIR"
             )
+        held_out = set(stems)
         if split == "val":
             pairs = [by_stem[s] for s in stems]
         else:  # the pairs the run trained on
-            pairs = [p for p in pairs if p.stem not in set(stems)]
+            pairs = [p for p in pairs if p.stem not in held_out]
     # As the validation set: decode at the cache size, then an area resize to `size`.
     scale = float(_pick({}, model, "cache_scale", 1.25))
     cache_size = int(math.ceil(size * scale / 32) * 32)

@@ -14,7 +14,7 @@ from toonclip.errors import ConfigError
 
 
 def check_resume(cfg: DictConfig, run_dir: Path) -> None:
-    """A resume keeps the network: the checkpoint's weights only fit the architecture they came from."""
+    """Raise ConfigError when `cfg` changes what the checkpoint in `run_dir` was trained with."""
     saved_path = run_dir / "config.yaml"
     if not saved_path.is_file():
         return
