@@ -10,8 +10,8 @@ from omegaconf import OmegaConf
 
 from toonclip.config import compose, group_options
 from toonclip.errors import ConfigError
-from toonclip.models import resolve_arch, resolve_encoder
 from toonclip.sweep import load_sweep
+from toonclip.sweep.runner import prevalidate
 from toonclip.training import validate
 from toonclip.training.trainer import trainer_kwargs
 
@@ -51,9 +51,9 @@ def test_every_shipped_sweep_member_composes_and_passes_the_checks(path, tmp_pat
     )
     assert len(sweep.members) >= 2
     for member in sweep.members:
+        assert prevalidate(member) is None, member.name  # the sweep's own name check
         cfg = compose(list(member.overrides))
         validate.check_train_values(cfg)
-        resolve_arch(cfg.model.arch), resolve_encoder(cfg.model.encoder)
         for key, value in member.params.items():
             if "." not in key:  # a group choice (experiment=, loss=), not a value
                 continue
