@@ -103,6 +103,24 @@ def test_train_split_scores_the_other_pairs_as_all_does(fake_run, all_pairs, cap
             assert float(row[key]) == pytest.approx(float(every[row["stem"]][key]), abs=1e-4)
 
 
+def test_an_undecodable_face_fails_in_one_line_and_skip_bad_scores_the_rest(
+    fake_run, synthetic_root, tmp_path, capsys
+):
+    root = tmp_path / "data"
+    shutil.copytree(synthetic_root, root)
+    broken = sorted((root / "ffhq").iterdir())[0]
+    broken.write_bytes(b"not an image")
+    args = (f"ckpt={fake_run}", f"data.root={root}", "split=all", "n=0", f"out={tmp_path / 'o'}")
+    code, _, err = run(capsys, *args)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert broken.name in err and "data.skip_bad=true" in err
+    assert not (tmp_path / "o").exists()
+    # The advice the error gives is an option eval takes.
+    assert run(capsys, *args, "data.skip_bad=true")[0] == 0
+    data = json.loads((tmp_path / "o" / "eval.json").read_text())
+    assert data["n_pairs"] == len(list((root / "ffhq").iterdir())) - 1
+
+
 def test_identity_and_model_figures_match_an_independent_computation(all_pairs, tiny_run):
     rows = read_csv(all_pairs / "eval.csv")[:-1]
     assert len(rows) == 12

@@ -36,10 +36,10 @@ from toonclip.inference import torch_device
 log = logging.getLogger(__name__)
 USAGE = (
     "toonclip eval ckpt=RUN|FILE.ckpt|FILE.onnx [data.root=DIR] [split=val|train|all] [size=N] "
-    "[out=DIR] [n=8] [device=cpu] [batch=4]"
+    "[out=DIR] [n=8] [device=cpu] [batch=4] [data.skip_bad=true]"
 )
 OPTIONS = ("ckpt", "data.root", "data.faces_dir", "data.cartoons_dir", "split", "size", "out")
-OPTIONS += ("n", "device", "batch")
+OPTIONS += ("n", "device", "batch", "data.skip_bad")
 SPLITS = ("val", "train", "all")
 EXPORTED = (".onnx", ".tflite")
 
@@ -148,10 +148,19 @@ def load_pairs(model: Model, opts: dict, size: int):
     # As the validation set: decode at the cache size, then an area resize to `size`.
     scale = float(_pick({}, model, "cache_scale", 1.25))
     cache_size = int(math.ceil(size * scale / 32) * 32)
-    faces, cartoons, kept = build_cache(pairs, cache_size)
+    faces, cartoons, kept = build_cache(pairs, cache_size, skip_bad=_skip_bad(opts, model))
     faces = np.stack([resize(f, size) for f in faces])
     cartoons = np.stack([resize(c, size) for c in cartoons])
     return faces, cartoons, [p.stem for p in kept], split, str(root)
+
+
+def _skip_bad(opts: dict, model: Model) -> bool:
+    """data.skip_bad from the options, else the run's: true scores the pairs that decode."""
+    from toonclip.export.cli import parse_bool
+
+    if "data.skip_bad" in opts:
+        return parse_bool("data.skip_bad", opts["data.skip_bad"])
+    return bool(_pick({}, model, "skip_bad", False))
 
 
 def default_out(model: Model, split: str, size: int) -> Path:
