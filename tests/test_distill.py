@@ -69,7 +69,7 @@ def student_run(tmp_path_factory, synthetic_root, tiny_run, extra_faces):
 
 def test_decoder_width_scales_smp_channels():
     from toonclip.models import build_generator, count_parameters
-    from toonclip.models.factory import decoder_kwargs
+    from toonclip.models.options import decoder_kwargs
 
     assert decoder_kwargs("unet", 1.0) == {}
     assert decoder_kwargs("unet", 0.25) == {"decoder_channels": (64, 32, 16, 8, 4)}

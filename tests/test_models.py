@@ -182,3 +182,32 @@ def test_decoder_norm_on_an_arch_without_the_option_names_those_with_it():
         build_generator("fpn", "resnet18", weights="none", decoder_norm="none")
     # The default asks for nothing, so such an arch keeps smp's own decoder (FPN: GroupNorm).
     assert _decoder_norms(build_generator("fpn", "resnet18", weights="none")) == {nn.GroupNorm}
+
+
+def test_drop_path_drops_residual_branches_in_training_only_and_keeps_the_state_dict():
+    plain = build_generator(weights="none", residual=False)
+    gen = build_generator(weights="none", residual=False, drop_path=0.2)
+    rates = [m.drop_prob for m in gen.modules() if type(m).__name__ == "DropPath"]
+    # timm ramps the rate over the blocks up to model.drop_path; none without it.
+    assert rates and max(rates) == pytest.approx(0.2 * (len(rates) - 1) / len(rates), rel=0.2)
+    assert not [m for m in plain.modules() if type(m).__name__ == "DropPath"]
+    # No parameters of its own: a checkpoint loads into either network, and exports are the same.
+    assert gen.state_dict().keys() == plain.state_dict().keys()
+    gen.load_state_dict(plain.state_dict())
+    x = torch.rand(2, 3, 64, 64)
+    gen.eval(), plain.eval()
+    with torch.no_grad():
+        assert torch.equal(gen(x), plain(x))
+    gen.train()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        assert not torch.allclose(gen(x), gen(x))
+
+
+def test_drop_path_on_an_smp_encoder_or_out_of_range_is_one_clear_error():
+    with pytest.raises(
+        ConfigError, match="model.drop_path=0.1: model.encoder=resnet18 .*tu-<name>"
+    ):
+        build_generator("unet", "resnet18", weights="none", drop_path=0.1)
+    with pytest.raises(ConfigError, match=r"model.drop_path=1: use a rate in \[0, 1\)"):
+        build_generator(weights="none", drop_path=1.0)

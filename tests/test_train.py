@@ -139,6 +139,8 @@ def test_bad_image_stops_before_training_with_one_line(capsys, tmp_path, tiny_ov
         ("model.arch=unetpp", "model.arch"),
         ("model.residual_blur=abc", "model.residual_blur=abc: use a Gaussian sigma >= 0"),
         ("model.residual_blur=-1", "model.residual_blur=-1: use a Gaussian sigma >= 0"),
+        ("model.drop_path=abc", "model.drop_path=abc: use a rate in [0, 1)"),
+        ("model.drop_path=1.5", "model.drop_path=1.5: use a rate in [0, 1)"),
     ],
 )
 def test_bad_names_fail_fast_without_a_run_folder(

@@ -1,162 +1,32 @@
-"""The one place where architecture and encoder names become a network.
-
-Names follow Lightning Flash's `SemanticSegmentation(head=..., backbone=...)` (head = architecture,
-backbone = a timm model name) as well as segmentation-models-pytorch's own encoder names:
+"""The generator factory: names and options in, a Generator with a 3-channel head out.
 
     build_generator("unetplusplus", "mobilenetv3_large_100")  # the network Flash built
     build_generator("unet", "efficientnet-b0")                 # an smp encoder
     build_generator("fpn", "tu-resnet18")                      # smp's explicit timm prefix
+
+Names are resolved in `names.py`, option values become smp arguments in `options.py`.
 """
 
 from __future__ import annotations
 
-import difflib
-import functools
-import inspect
-import logging
-
-import segmentation_models_pytorch as smp
 from torch import nn
 
 from toonclip.errors import ConfigError, WeightsError
 from toonclip.models import weights as W
 from toonclip.models.generator import Generator
+from toonclip.models.names import ARCHITECTURES, resolve_arch, resolve_encoder, valid_encoders
+from toonclip.models.options import decoder_kwargs, decoder_norm_kwargs, drop_path_kwargs
 
-log = logging.getLogger(__name__)
-
-# Flash head names (and a few smp spellings) -> smp classes.
-ARCHITECTURES: dict[str, type[nn.Module]] = {
-    "unetplusplus": smp.UnetPlusPlus,
-    "unet": smp.Unet,
-    "fpn": smp.FPN,
-    "linknet": smp.Linknet,
-    "manet": smp.MAnet,
-    "pan": smp.PAN,
-    "pspnet": smp.PSPNet,
-    "deeplabv3": smp.DeepLabV3,
-    "deeplabv3plus": smp.DeepLabV3Plus,
-    "upernet": smp.UPerNet,
-}
-ALIASES = {
-    "unet++": "unetplusplus",
-    "unet_plus_plus": "unetplusplus",
-    "deeplabv3+": "deeplabv3plus",
-}
-
-# smp's default decoder widths; model.decoder_width scales them (smaller students, issue 11).
-DECODER_WIDTHS: dict[str, dict[str, int | tuple[int, ...]]] = {
-    "unetplusplus": {"decoder_channels": (256, 128, 64, 32, 16)},
-    "unet": {"decoder_channels": (256, 128, 64, 32, 16)},
-    "manet": {"decoder_channels": (256, 128, 64, 32, 16)},
-    "fpn": {"decoder_pyramid_channels": 256, "decoder_segmentation_channels": 128},
-    "pan": {"decoder_channels": 32},
-    "deeplabv3": {"decoder_channels": 256},
-    "deeplabv3plus": {"decoder_channels": 256},
-    "upernet": {"decoder_channels": 256},
-}
-
-# model.decoder_norm -> smp's decoder_use_norm. smp 0.6 also offers "layernorm", but it builds
-# nn.LayerNorm(channels) and applies it to (N, C, H, W) tensors: that normalises over the image's
-# width, and fails unless the width equals the channel count (checked in tests/test_models.py).
-DECODER_NORMS: dict[str, str | dict] = {
-    "batchnorm": "batchnorm",
-    "instancenorm": {"type": "instancenorm", "affine": True},
-    "none": "identity",
-}
-# The archs whose smp class takes decoder_use_norm (read from smp, so a new release that adds it
-# to another class needs no edit here).
-DECODER_NORM_ARCHS = [
-    a for a, cls in ARCHITECTURES.items() if "decoder_use_norm" in inspect.signature(cls).parameters
+__all__ = [
+    "ARCHITECTURES",
+    "build_generator",
+    "count_parameters",
+    "generator_from_config",
+    "load_generator_state",
+    "resolve_arch",
+    "resolve_encoder",
+    "valid_encoders",
 ]
-
-
-def resolve_arch(name: str) -> str:
-    """Canonical architecture name, or ConfigError listing the valid ones."""
-    key = ALIASES.get(str(name).lower(), str(name).lower())
-    if key in ARCHITECTURES:
-        return key
-    raise ConfigError(_unknown("model.arch", name, list(ARCHITECTURES)))
-
-
-@functools.lru_cache(maxsize=1)
-def _timm_names() -> tuple[str, ...]:
-    import timm
-
-    return tuple(timm.list_models())
-
-
-def resolve_encoder(name: str) -> str:
-    """smp encoder name for a Flash/timm/smp name, or ConfigError with the nearest match.
-
-    Order: smp's explicit `tu-` prefix; smp's native encoders; any timm model (as `tu-<name>`).
-    """
-    name = str(name)
-    smp_names = smp.encoders.get_encoder_names()
-    if name.startswith("tu-"):
-        if name[3:] in _timm_names():
-            return name
-        raise ConfigError(_unknown("model.encoder", name, [f"tu-{n}" for n in _timm_names()]))
-    if name in smp_names:
-        return name
-    if name in _timm_names():
-        return f"tu-{name}"
-    raise ConfigError(_unknown("model.encoder", name, list(smp_names) + list(_timm_names())))
-
-
-def valid_encoders() -> list[str]:
-    """smp's own encoder names; any timm model name is valid too."""
-    return list(smp.encoders.get_encoder_names())
-
-
-def _unknown(option: str, name: str, valid: list[str]) -> str:
-    near = difflib.get_close_matches(str(name), valid, n=3, cutoff=0.5)
-    hint = f"; nearest: {', '.join(near)}" if near else ""
-    shown = valid if len(valid) <= 20 else valid[:20] + [f"... ({len(valid)} in all)"]
-    return f"unknown {option} '{name}'{hint}. Valid: {', '.join(shown)}"
-
-
-def decoder_kwargs(arch: str, width: float) -> dict:
-    """smp decoder arguments for a width multiplier: every decoder channel count times `width`,
-    rounded, at least 4 (and a multiple of 4 where the default is one: grouped kernels like them).
-    """
-    width = float(width)
-    if width == 1.0:
-        return {}
-    if not 0.0 < width <= 4.0:
-        raise ConfigError(f"model.decoder_width={width:g}: use a multiplier in (0, 4], e.g. 0.25")
-    if arch not in DECODER_WIDTHS:
-        valid = ", ".join(DECODER_WIDTHS)
-        raise ConfigError(
-            f"model.decoder_width={width:g}: model.arch={arch} has no decoder width to scale "
-            f"(its decoder follows the encoder's channels); use model.decoder_width=1 or one of {valid}"
-        )
-
-    def scale(c: int) -> int:
-        return max(4, int(round(c * width / 4)) * 4)
-
-    return {
-        key: tuple(scale(c) for c in value) if isinstance(value, tuple) else scale(value)
-        for key, value in DECODER_WIDTHS[arch].items()
-    }
-
-
-def decoder_norm_kwargs(arch: str, norm: str) -> dict:
-    """smp's decoder_use_norm for model.decoder_norm; {} for smp's default (batchnorm)."""
-    if norm == "layernorm":
-        raise ConfigError(
-            "model.decoder_norm=layernorm: smp's layernorm normalises over the image's width, not "
-            f"its channels; use one of {', '.join(DECODER_NORMS)}"
-        )
-    if norm not in DECODER_NORMS:
-        raise ConfigError(_unknown("model.decoder_norm", norm, list(DECODER_NORMS)))
-    if norm == "batchnorm":
-        return {}
-    if arch not in DECODER_NORM_ARCHS:
-        raise ConfigError(
-            f"model.decoder_norm={norm}: model.arch={arch} has no decoder norm option in smp; use "
-            f"model.decoder_norm=batchnorm, or a model.arch that has one: {', '.join(DECODER_NORM_ARCHS)}"
-        )
-    return {"decoder_use_norm": DECODER_NORMS[norm]}
 
 
 def build_generator(
@@ -167,6 +37,7 @@ def build_generator(
     decoder_width: float = 1.0,
     residual_blur: float = 0.0,
     decoder_norm: str = "batchnorm",
+    drop_path: float = 0.0,
     **smp_kwargs,
 ) -> Generator:
     """Build the generator with a 3-channel head.
@@ -181,6 +52,8 @@ def build_generator(
         decoder_norm: the decoder's normalisation: batchnorm (smp's default, as Flash built it;
             an arch without smp's option keeps its own) | instancenorm (per image, learnt scale
             and shift) | none (convolutions with a bias).
+        drop_path: timm's stochastic depth in the encoder (`drop_path_rate`; training only, no
+            parameters, so checkpoints and exports are the same network); a timm encoder only.
         smp_kwargs: passed to the smp class (decoder_channels, ...).
     """
     arch_key = resolve_arch(arch)
@@ -190,6 +63,7 @@ def build_generator(
     kwargs = dict(encoder_name=smp_encoder, in_channels=3, classes=3, activation=None)
     kwargs.update(decoder_kwargs(arch_key, decoder_width), **smp_kwargs)
     kwargs.update(decoder_norm_kwargs(arch_key, str(decoder_norm).lower()))
+    kwargs.update(drop_path_kwargs(smp_encoder, drop_path))
 
     def make(encoder_weights):
         try:
@@ -225,6 +99,7 @@ def generator_from_config(model_cfg, weights: str | None = None) -> Generator:
         decoder_width=float(model_cfg.get("decoder_width", 1.0)),
         residual_blur=float(model_cfg.get("residual_blur", 0.0) or 0.0),
         decoder_norm=model_cfg.get("decoder_norm", "batchnorm"),
+        drop_path=float(model_cfg.get("drop_path", 0.0) or 0.0),
     )
 
 

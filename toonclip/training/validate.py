@@ -164,6 +164,7 @@ def check_train_values(cfg: DictConfig) -> None:
         "use a Gaussian sigma >= 0 in pixels, e.g. model.residual_blur=1.0 (0: add back the face "
         "as it is)",
     )
+    _nonnegative(cfg, "model.drop_path", "use a rate in [0, 1), e.g. model.drop_path=0.1 (0: off)")
     if OmegaConf.select(cfg, "model.decoder_width") is not None:
         _positive(cfg, "model.decoder_width", "(a multiplier of decoder channels, e.g. 0.25)")
     if _nonnegative(cfg, "temporal.weight", "use a number >= 0 (0 turns the term off)"):
