@@ -385,7 +385,7 @@ def test_short_run_ends_with_a_validation_and_records_final_identity_gain(
 
 
 def test_stability_ignores_the_first_tenth_and_repeated_validations(tmp_path):
-    from toonclip.training.summary import stability
+    from toonclip.training.val_history import stability
 
     csv_path = tmp_path / "metrics.csv"
     rows = [

@@ -10,7 +10,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from toonclip.errors import DataError
-from toonclip.training.summary import stability as val_stability
+from toonclip.training.val_history import stability as val_stability
 
 INDEX_JSON = "sweep_index.json"
 

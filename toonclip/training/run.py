@@ -36,6 +36,7 @@ from toonclip.training.callbacks import Throughput
 from toonclip.training.module import ToonModule
 from toonclip.training.resume import check_resume
 from toonclip.training.trainer import build_trainer
+from toonclip.training.val_history import val_results
 
 
 def cli(argv: list[str]) -> int:
@@ -195,9 +196,7 @@ def train(cfg: DictConfig, run_dir: Path, ckpt_path: Path | None = None, overrid
         global_step=trainer.global_step,
         world_size=trainer.world_size,
         steps_per_epoch=trainer.num_training_batches,
-        best=S.best_metrics(run_dir / "metrics.csv"),
-        **S.final_and_identity(run_dir / "metrics.csv"),
-        stability=S.stability(run_dir / "metrics.csv"),
+        **val_results(run_dir / "metrics.csv"),
         train_time_s=round(time.perf_counter() - t0, 1),
         **S.speed(throughput, trainer.world_size, fit_wall_s),
         finished=datetime.now().isoformat(timespec="seconds"),
