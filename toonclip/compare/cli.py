@@ -20,19 +20,17 @@ Writes into `out` (default `<SWEEP_DIR>/compare` for one input, else
 
 from __future__ import annotations
 
-import platform
 import re
 import time
 from pathlib import Path
 
 from toonclip.cli import parse_options
 from toonclip.compare import grids as G
+from toonclip.compare.cost import cpu_name, run_cost
 from toonclip.compare.page import Page, write_page
 from toonclip.compare.plot import pareto_plot
-from toonclip.compare.runs import Run, cfg_get, discover
+from toonclip.compare.runs import Run, discover
 from toonclip.compare.tables import (
-    Cost,
-    measure,
     row,
     table_notes,
     write_csv,
@@ -52,16 +50,6 @@ OPTIONS = ("out", "faces", "peers", "data.root", "latency", *INTS)
 LATENCY = ("torch", "onnx")
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _load(run: Run):
     """(generator, training size, None), or (None, None, why there is no prediction)."""
     if run.status == "failed":  # an interrupted run's checkpoints are fine to draw
@@ -74,32 +62,6 @@ def _load(run: Run):
     except ToonclipError as exc:
         return None, None, f"checkpoint unreadable: {exc}"
     return generator, int(cfg.data.size), None
-
-
-def _cost(run: Run, generator, cache: dict, latency_runs: int, threads: int, calib=None) -> Cost:
-    # Cost depends only on the network, so runs of one network are measured once.
-    width = cfg_get(run.cfg, "model.decoder_width") or 1.0
-    norm = cfg_get(run.cfg, "model.decoder_norm") or "batchnorm"
-    key = (run.arch, run.encoder, float(width), norm)
-    if key in cache:
-        return cache[key]
-    model = generator
-    if model is None and run.arch and run.encoder:
-        from toonclip.models import build_generator
-
-        try:
-            model = build_generator(
-                run.arch, run.encoder, weights="none", decoder_width=float(width), decoder_norm=norm
-            )
-        except Exception:  # noqa: BLE001 - a bad name or pair: the run has no cost, not a crash
-            model = None
-    cost = measure(model, latency_runs, threads) if model is not None else Cost()
-    if calib is not None and model is not None:
-        from toonclip.compare.onnx_cost import onnx_cost
-
-        cost.onnx = onnx_cost(model, calib, threads, runs=max(latency_runs, 1) * 4)
-    cache[key] = cost
-    return cost
 
 
 def _check_peers(peers, faces) -> None:
@@ -183,7 +145,7 @@ def compare(
             blank = G.failed_tile(run, tile, reason)
             val_cols.append((head, [blank] * len(val_faces)))
             face_cols.append((head, [blank] * len(test_faces)))
-        rows.append(row(run, _cost(run, generator, cache, latency_runs, threads, calib)))
+        rows.append(row(run, run_cost(run, generator, cache, latency_runs, threads, calib)))
         strip = G.learning_strip(run, strip_max)
         text = f"status: {run.status}" + (f" — {run.error}" if run.failed and run.error else "")
         if strip is None:
@@ -195,7 +157,7 @@ def compare(
         del generator
 
     notes = table_notes(
-        latency, latency_runs, threads, tile, _cpu_name(), calibrated_on_faces=bool(test_faces)
+        latency, latency_runs, threads, tile, cpu_name(), calibrated_on_faces=bool(test_faces)
     )
     write_csv(rows, out / "metrics.csv")
     write_markdown(rows, out / "metrics.md", note="\n\n".join(notes))

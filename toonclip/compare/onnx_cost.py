@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-COST_SIZE = 256
+from toonclip.compare.cost import COST_SIZE
 
 
 def time_session(path: Path, size: int, threads: int, runs: int) -> float:

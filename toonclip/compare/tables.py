@@ -1,27 +1,15 @@
-"""Per-run numbers: cost at 256 px (parameters, GFLOPs, CPU latency) and the metrics table.
-
-GFLOPs are counted by `toonclip.models.cost.count_gflops` on one 1x3x256x256 forward
-pass (FLOPs = 2 x multiply-adds). Latency is the median of a few timed CPU forward passes at
-256 px after one warm-up pass, with a fixed torch thread count, so runs are timed alike.
+"""The metrics table: one row per run (its figures and its network's cost, compare/cost.py), as
+CSV, Markdown and the page's sortable table, with notes on how each column was measured.
 """
 
 from __future__ import annotations
 
 import csv
-import statistics
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-from torch import nn
-
+from toonclip.compare.cost import Cost
 from toonclip.compare.runs import Run
-from toonclip.inference import nhwc
-from toonclip.models.cost import count_gflops
-from toonclip.models.factory import count_parameters
 
-COST_SIZE = 256
 # (key, header) in table order; `key` is the CSV column.
 COLUMNS = [
     ("run", "run"),
@@ -94,48 +82,11 @@ _FORMATS = {
 EVAL_COLUMNS = ("eval_psnr", "eval_ssim", "identity_psnr", "gain_psnr", "gain_ssim", "eval_source")
 
 
-@dataclass
-class Cost:
-    params: int | None = None
-    gflops: float | None = None
-    latency_ms: float | None = None
-    onnx: dict | None = None  # compare latency=onnx: see compare/onnx_cost.py
-
-
 def columns(rows: list[dict]) -> list[tuple[str, str]]:
     """COLUMNS without the OPTIONAL ones no row has a value for."""
     return [
         (k, h) for k, h in COLUMNS if k not in OPTIONAL or any(r.get(k) is not None for r in rows)
     ]
-
-
-def latency_ms(model: nn.Module, size: int = COST_SIZE, runs: int = 5, threads: int = 2) -> float:
-    """Median wall time (ms) of `runs` CPU forward passes on (1, 3, size, size), after a warm-up,
-    in NHWC memory as `predict` and the other commands run it (inference.nhwc)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        model = nhwc(model)
-        x = torch.rand(1, 3, size, size).contiguous(memory_format=torch.channels_last)
-        times = []
-        with torch.inference_mode():
-            model(x)  # warm-up: first call allocates buffers and picks kernels
-            for _ in range(max(1, runs)):
-                start = time.perf_counter()
-                model(x)
-                times.append(time.perf_counter() - start)
-        return statistics.median(times) * 1000
-    finally:
-        torch.set_num_threads(previous)
-
-
-def measure(model: nn.Module, latency_runs: int, threads: int) -> Cost:
-    """Parameters, GFLOPs at 256 px and (unless latency_runs == 0) CPU latency at 256 px."""
-    model = model.cpu().float().eval()
-    cost = Cost(params=count_parameters(model), gflops=count_gflops(model, COST_SIZE))
-    if latency_runs > 0:
-        cost.latency_ms = latency_ms(model, runs=latency_runs, threads=threads)
-    return cost
 
 
 def row(run: Run, cost: Cost) -> dict:
