@@ -94,6 +94,16 @@ def parse_options(
     return positionals, options
 
 
+def parse_bool(key: str, value: str) -> bool:
+    """A `key=value` option's true/false (also 1/0, yes/no, on/off), or a one-line ConfigError."""
+    low = str(value).lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{key}={value}: use true or false")
+
+
 def _usage() -> str:
     width = max(map(len, COMMANDS))
     rows = "\n".join(f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items())

@@ -156,7 +156,7 @@ def load_pairs(model: Model, opts: dict, size: int):
 
 def _skip_bad(opts: dict, model: Model) -> bool:
     """data.skip_bad from the options, else the run's: true scores the pairs that decode."""
-    from toonclip.export.cli import parse_bool
+    from toonclip.cli import parse_bool
 
     if "data.skip_bad" in opts:
         return parse_bool("data.skip_bad", opts["data.skip_bad"])

@@ -38,15 +38,6 @@ FORMATS = {"onnx": ".onnx", "coreml": ".mlpackage", "tflite": ".tflite"}
 MIN_PSNR = {"fp16": 35.0, "int8": 20.0}  # dB against fp32: guards against a broken conversion
 
 
-def parse_bool(key: str, value: str) -> bool:
-    low = str(value).lower()
-    if low in ("1", "true", "yes", "on"):
-        return True
-    if low in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"{key}={value}: use true or false")
-
-
 def _mb(path: Path) -> float:
     if path.is_dir():
         return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 1e6
@@ -123,6 +114,7 @@ def cli(argv: list[str]) -> int:
 
 
 def _export_onnx(generator, cfg, out, size, precision, opts, faces, atol, min_psnr) -> None:
+    from toonclip.cli import parse_bool
     from toonclip.export.onnx import export_onnx, op_types, parity
     from toonclip.export.quantize import to_fp16, to_int8
     from toonclip.export.runtime import load_model

@@ -125,9 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     import cv2
     import torch
 
-    from toonclip.cli import parse_options
+    from toonclip.cli import parse_bool, parse_options
     from toonclip.export.bench import time_call
-    from toonclip.export.cli import parse_bool
     from toonclip.stylize.faces import FaceDetector
     from toonclip.stylize.masks import GrabCutMasker, OnnxMasker
 

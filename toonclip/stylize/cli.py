@@ -90,7 +90,7 @@ def build_transform(
 
 
 def _flag(opts: dict, key: str, default: bool) -> bool:
-    from toonclip.export.cli import parse_bool
+    from toonclip.cli import parse_bool
 
     return parse_bool(key, opts[key]) if key in opts else default
 
